@@ -1,0 +1,539 @@
+//! The HTTP API: the reference predictor's contract, served from the live model.
+//!
+//! Routes (port 8080 by default):
+//! `GET /healthz`, `GET /ready`, `GET /recommend?book_id=&k=`, `GET /v1/models/{name}`,
+//! `POST /v1/models/{name}:predict`, `GET /metrics`.
+//!
+//! The live model sits behind an [`ArcSwapOption`]: requests take a snapshot, the reload
+//! loop swaps in a validated replacement, and a refused replacement leaves the old model
+//! serving. Owns nothing about training.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::artifact::{Key, Model};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::store::ModelStore;
+
+/// Largest `k` a request may ask for (the reference contract's bound).
+pub const MAX_K: u32 = 100;
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub model_dir: std::path::PathBuf,
+    /// Served under `/v1/models/<name>`.
+    pub model_name: String,
+    /// `k` when a request gives none; 1..=MAX_K.
+    pub default_k: u32,
+    /// How often `CURRENT` is checked for a new version.
+    pub reload_interval: Duration,
+}
+
+/// A model that is live, with the version it was loaded as.
+pub struct Live {
+    pub version: String,
+    pub model: Model,
+    version_header: HeaderValue,
+}
+
+/// Shared by every request and the reload loop.
+pub struct AppState {
+    cfg: Config,
+    store: ModelStore,
+    live: ArcSwapOption<Live>,
+    pub metrics: Metrics,
+    /// The last version that failed to load, so a bad CURRENT is reported once, not every tick.
+    failed: Mutex<Option<String>>,
+}
+
+/// What one reload check did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    Unchanged,
+    NoCurrent,
+    Loaded(String),
+    Refused(String),
+}
+
+impl AppState {
+    pub fn new(cfg: Config) -> Arc<AppState> {
+        Arc::new(AppState {
+            store: ModelStore::new(&cfg.model_dir),
+            cfg,
+            live: ArcSwapOption::empty(),
+            metrics: Metrics::default(),
+            failed: Mutex::new(None),
+        })
+    }
+
+    pub fn live(&self) -> Option<Arc<Live>> {
+        self.live.load_full()
+    }
+
+    /// Loads `CURRENT` if it names a version other than the live one. Blocking: call it
+    /// off the async workers.
+    pub fn reload(&self) -> Reload {
+        let version = match self.store.current() {
+            Ok(Some(v)) => v,
+            Ok(None) => return Reload::NoCurrent,
+            Err(e) => {
+                tracing::warn!("reading CURRENT: {e}");
+                return Reload::NoCurrent;
+            }
+        };
+        if self.live().is_some_and(|l| l.version == version) {
+            return Reload::Unchanged;
+        }
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.as_deref() == Some(version.as_str()) {
+            return Reload::Unchanged;
+        }
+        let started = Instant::now();
+        let path = self.store.model_path(&version);
+        match Model::open(&path) {
+            Ok(model) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.metrics.model_loaded(&version, model.meta(), secs);
+                if self.live().is_some() {
+                    self.metrics.reloads.inc();
+                }
+                tracing::info!(
+                    version,
+                    items = model.n_items(),
+                    load_ms = secs * 1e3,
+                    "model live"
+                );
+                let version_header = HeaderValue::from_str(&version)
+                    .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+                self.live.store(Some(Arc::new(Live {
+                    version: version.clone(),
+                    model,
+                    version_header,
+                })));
+                *failed = None;
+                Reload::Loaded(version)
+            }
+            Err(e) => {
+                self.metrics.reload_failures.inc();
+                tracing::error!(version, "refusing model, previous one keeps serving: {e}");
+                *failed = Some(version.clone());
+                Reload::Refused(e.to_string())
+            }
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = AppState::new(cfg);
+    let first = {
+        let s = state.clone();
+        tokio::task::spawn_blocking(move || s.reload()).await?
+    };
+    match &first {
+        Reload::NoCurrent => tracing::warn!(
+            dir = %state.cfg.model_dir.display(),
+            "no model yet; /ready answers 503 until CURRENT names one"
+        ),
+        Reload::Refused(e) => tracing::error!("initial model refused: {e}"),
+        _ => {}
+    }
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let reloader = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.cfg.reload_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let s = state.clone();
+                        let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                    }
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        })
+    };
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested, draining in-flight requests");
+        })
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = reloader.await;
+    Ok(())
+}
+
+/// The routes, with metrics recorded around each.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ready", get(ready))
+        .route("/recommend", get(recommend))
+        .route("/v1/models/{spec}", get(model_info).post(predict))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = match (
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str()),
+        req.method(),
+    ) {
+        (Some("/recommend"), _) => "recommend",
+        (Some("/v1/models/{spec}"), &Method::POST) => "predict",
+        (Some("/v1/models/{spec}"), _) => "model_info",
+        (Some("/healthz"), _) => "healthz",
+        (Some("/ready"), _) => "ready",
+        (Some("/metrics"), _) => "metrics",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let m = &state.metrics;
+    m.latency
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize, live: Option<&Live>) -> Response {
+    let bytes = serde_json::to_vec(body).expect("response serialises");
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(l) = live {
+        h.insert("x-model-version", l.version_header.clone());
+    }
+    resp
+}
+
+fn detail(status: StatusCode, msg: String) -> Response {
+    json_response(status, &json!({ "detail": msg }), None)
+}
+
+/// A 422 in the shape FastAPI gives, so existing clients parse it.
+fn unprocessable(loc: &[&str], kind: &str, msg: String, input: Value) -> Response {
+    json_response(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &json!({ "detail": [{ "type": kind, "loc": loc, "msg": msg, "input": input }] }),
+        None,
+    )
+}
+
+fn not_ready() -> Response {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({ "status": "not ready", "detail": "no model loaded" }),
+        None,
+    )
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, &json!({ "status": "ok" }), None)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.live() {
+        Some(l) => json_response(StatusCode::OK, &json!({ "status": "ready" }), Some(&l)),
+        None => not_ready(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Recommendation<'a> {
+    book_id: Key<'a>,
+    score: f32,
+    title: Option<&'a str>,
+    author: Option<&'a str>,
+}
+
+fn recommendations(model: &Model, item: usize, k: u32) -> Vec<Recommendation<'_>> {
+    let (ids, scores) = model.neighbours(item);
+    ids.iter()
+        .zip(scores)
+        .take(k as usize)
+        .map(|(&j, &score)| Recommendation {
+            book_id: model.key(j as usize),
+            score,
+            title: model.title(j as usize),
+            author: model.author(j as usize),
+        })
+        .collect()
+}
+
+/// Parses a book id the way the live model keys its items.
+fn parse_book<'a>(model: &Model, raw: &'a str) -> Result<Key<'a>, &'static str> {
+    if model.int_keys() {
+        raw.trim()
+            .parse::<i64>()
+            .map(Key::Int)
+            .map_err(|_| "Input should be a valid integer, unable to parse string as an integer")
+    } else {
+        Ok(Key::Str(raw))
+    }
+}
+
+/// `k` in 1..=MAX_K, or the FastAPI error type and message.
+fn check_k(k: i64) -> Result<u32, (&'static str, String)> {
+    if k < 1 {
+        Err((
+            "greater_than_equal",
+            "Input should be greater than or equal to 1".into(),
+        ))
+    } else if k > MAX_K as i64 {
+        Err((
+            "less_than_equal",
+            format!("Input should be less than or equal to {MAX_K}"),
+        ))
+    } else {
+        Ok(k as u32)
+    }
+}
+
+async fn recommend(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(live) = state.live() else {
+        return not_ready();
+    };
+    let model = &live.model;
+    let Some(raw) = q.get("book_id") else {
+        return unprocessable(
+            &["query", "book_id"],
+            "missing",
+            "Field required".into(),
+            Value::Null,
+        );
+    };
+    let key = match parse_book(model, raw) {
+        Ok(k) => k,
+        Err(msg) => {
+            return unprocessable(&["query", "book_id"], "int_parsing", msg.into(), json!(raw))
+        }
+    };
+    let k = match q.get("k") {
+        None => state.cfg.default_k,
+        Some(raw) => match raw.trim().parse::<i64>() {
+            Ok(k) => match check_k(k) {
+                Ok(k) => k,
+                Err((kind, msg)) => return unprocessable(&["query", "k"], kind, msg, json!(k)),
+            },
+            Err(_) => {
+                return unprocessable(
+                    &["query", "k"],
+                    "int_parsing",
+                    "Input should be a valid integer, unable to parse string as an integer".into(),
+                    json!(raw),
+                )
+            }
+        },
+    };
+    let Some(item) = model.find(key) else {
+        return detail(
+            StatusCode::NOT_FOUND,
+            format!("book_id {key} not found in model {}", live.version),
+        );
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({ "book_id": key, "k": k, "recommendations": recommendations(model, item, k) }),
+        Some(&live),
+    )
+}
+
+async fn model_info(
+    State(state): State<Arc<AppState>>,
+    UrlPath(spec): UrlPath<String>,
+) -> Response {
+    if spec != state.cfg.model_name {
+        return detail(StatusCode::NOT_FOUND, format!("model {spec:?} not found"));
+    }
+    let Some(live) = state.live() else {
+        return not_ready();
+    };
+    let meta = live.model.meta();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "name": state.cfg.model_name,
+            "kind": format!("item-item-{}", meta.similarity.as_str()),
+            "version": live.version,
+            "n_books": meta.n_items,
+            "top_k": meta.top_k,
+        }),
+        Some(&live),
+    )
+}
+
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    UrlPath(spec): UrlPath<String>,
+    body: Bytes,
+) -> Response {
+    match spec.strip_suffix(":predict") {
+        Some(name) if name == state.cfg.model_name => {}
+        _ => {
+            return detail(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: POST /v1/models/{spec}"),
+            )
+        }
+    }
+    let Some(live) = state.live() else {
+        return not_ready();
+    };
+    let model = &live.model;
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return unprocessable(
+                &["body"],
+                "json_invalid",
+                format!("JSON decode error: {e}"),
+                Value::Null,
+            )
+        }
+    };
+    let Some(instances) = body.get("instances").and_then(Value::as_array) else {
+        return unprocessable(
+            &["body", "instances"],
+            "missing",
+            "Field required: a list of instances".into(),
+            Value::Null,
+        );
+    };
+    let mut predictions = Vec::with_capacity(instances.len());
+    for (i, inst) in instances.iter().enumerate() {
+        let idx = i.to_string();
+        let loc = ["body", "instances", idx.as_str(), "book_id"];
+        let key = match (inst.get("book_id"), model.int_keys()) {
+            (Some(Value::Number(n)), true) if n.as_i64().is_some() => {
+                Key::Int(n.as_i64().unwrap_or_default())
+            }
+            (Some(Value::String(s)), false) => Key::Str(s),
+            (None, _) => {
+                return unprocessable(&loc, "missing", "Field required".into(), inst.clone())
+            }
+            (Some(v), true) => {
+                return unprocessable(
+                    &loc,
+                    "int_type",
+                    "Input should be a valid integer".into(),
+                    v.clone(),
+                )
+            }
+            (Some(v), false) => {
+                return unprocessable(
+                    &loc,
+                    "string_type",
+                    "Input should be a valid string".into(),
+                    v.clone(),
+                )
+            }
+        };
+        let k = match inst.get("k") {
+            None | Some(Value::Null) => state.cfg.default_k,
+            Some(v) => match v.as_i64() {
+                Some(k) => match check_k(k) {
+                    Ok(k) => k,
+                    Err(_) => {
+                        let loc = ["body", "instances", idx.as_str(), "k"];
+                        return unprocessable(
+                            &loc,
+                            "range",
+                            format!("k must be in 1..={MAX_K}"),
+                            v.clone(),
+                        );
+                    }
+                },
+                None => {
+                    let loc = ["body", "instances", idx.as_str(), "k"];
+                    return unprocessable(
+                        &loc,
+                        "int_type",
+                        "Input should be a valid integer".into(),
+                        v.clone(),
+                    );
+                }
+            },
+        };
+        let recs = model
+            .find(key)
+            .map(|item| recommendations(model, item, k))
+            .unwrap_or_default();
+        predictions.push(json!({ "book_id": key, "k": k, "recommendations": recs }));
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({ "predictions": predictions }),
+        Some(&live),
+    )
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

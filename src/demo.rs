@@ -1,0 +1,133 @@
+//! `cooc demo`: the whole loop on an embedded default, for a first run.
+//!
+//! Generates the Bookstore data (size m unless told), trains with a hold-out evaluation and
+//! the reference guide's gate (avg_top1_cosine >= 0.05), registers the model, prints a few
+//! recommendations with titles, then serves the model on :8080 until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cooc_serve::artifact::Similarity;
+use cooc_serve::server::{self, Config};
+
+use crate::gen::{self, GenSpec};
+use crate::input::BasketBy;
+use crate::inspect;
+use crate::train::{self, Gates, Output, Source, TrainPlan};
+
+/// What the demo does.
+#[derive(Debug, Clone)]
+pub struct DemoPlan {
+    pub spec: GenSpec,
+    pub dir: PathBuf,
+    /// None: stop after training.
+    pub listen: Option<String>,
+    pub threads: usize,
+}
+
+pub fn run(plan: &DemoPlan) -> anyhow::Result<()> {
+    let data = plan.dir.join("data");
+    let marker = data.join(".spec");
+    let fingerprint = plan.spec.fingerprint();
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(fingerprint.as_str()) {
+        eprintln!("==> generating {} into {}", fingerprint, data.display());
+        let t = std::time::Instant::now();
+        gen::generate(&plan.spec, &data)?;
+        std::fs::write(&marker, &fingerprint)?;
+        eprintln!(
+            "    {} order lines in {:.1}s",
+            plan.spec.orders,
+            t.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!("==> reusing {} ({})", data.display(), fingerprint);
+    }
+    let model_dir = plan.dir.join("model");
+    let tp = TrainPlan {
+        source: Source::Orders {
+            path: data.join("orders.csv"),
+            basket_by: BasketBy::Customer,
+        },
+        books: Some(data.join("books.csv")),
+        similarity: Similarity::Cosine,
+        k: 10,
+        holdout: true,
+        gates: Gates {
+            min_avg_top1: Some(0.05),
+            min_hit_rate: None,
+        },
+        output: Output::Store {
+            dir: model_dir.clone(),
+            promote: true,
+        },
+        threads: plan.threads,
+    };
+    eprintln!("==> training (cosine, top 10, hold-out: last order per customer)");
+    let report = train::run(&tp).context("training the demo model")?;
+    for (phase, secs) in &report.timings {
+        eprintln!("    {phase:<18} {secs:>7.3}s");
+    }
+    if let Some(e) = &report.meta.evaluation {
+        eprintln!(
+            "    HitRate@{k} {:.4} (most-popular baseline {:.4}), NDCG@{k} {:.4} ({:.4}), coverage {:.3} ({:.3})",
+            e.hit_rate, e.baseline_hit_rate, e.ndcg, e.baseline_ndcg, e.coverage, e.baseline_coverage,
+            k = e.k
+        );
+    }
+    eprintln!(
+        "    avg_top1_cosine {:.4} (gate >= 0.05): registered version {} in {}",
+        report.meta.avg_top1_score,
+        report.written,
+        model_dir.display()
+    );
+
+    let (_, model) = inspect::open(&model_dir)?;
+    // Show the books that appear most often as someone's neighbour.
+    let mut seen = vec![0u32; model.n_items()];
+    for i in 0..model.n_items() {
+        for &j in model.neighbours(i).0 {
+            seen[j as usize] += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..model.n_items()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(seen[i]), i));
+    for &i in order.iter().take(3) {
+        println!(
+            "\nCustomers who bought \"{}\" ({}) also bought:",
+            model.title(i).unwrap_or("?"),
+            model.key(i)
+        );
+        let (ids, scores) = model.neighbours(i);
+        for (&j, &s) in ids.iter().zip(scores).take(5) {
+            let j = j as usize;
+            println!(
+                "  {:.3}  {:<48} {}",
+                s,
+                model.title(j).unwrap_or("?"),
+                model.author(j).unwrap_or("")
+            );
+        }
+    }
+    let Some(listen) = &plan.listen else {
+        return Ok(());
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let example = order.first().map(|&i| model.key(i).to_string()).unwrap_or_default();
+        println!(
+            "\nServing on http://{addr} (Ctrl-C to stop). Try:\n  curl 'http://127.0.0.1:{}/recommend?book_id={example}&k=5'",
+            addr.port()
+        );
+        let cfg = Config {
+            model_dir,
+            model_name: "recommender".into(),
+            default_k: 5,
+            reload_interval: std::time::Duration::from_secs(2),
+        };
+        server::run(listener, cfg, server::shutdown_signal()).await
+    })
+}

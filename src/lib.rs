@@ -1,0 +1,29 @@
+//! cooc: item co-occurrence recommenders ("customers who bought X also bought Y"), trained
+//! fast on one machine or as a gang of ranks, served by `cooc-serve`.
+//!
+//! Module map, from input to artifact:
+//! - [`gen`]: the seeded synthetic Bookstore dataset (`cooc gen`).
+//! - [`input`]: orders CSV / basket files -> (basket, item) pairs with dense, key-ordered ids.
+//! - [`csr`]: basket -> items rows and their transpose.
+//! - [`kernel`]: co-occurrence counting, cosine/Jaccard, deterministic top-K.
+//! - [`eval`]: hold-out of the last order, HitRate/Recall/NDCG/coverage vs. popularity.
+//! - [`train`]: the validated plan and the single-process pipeline, quality gates, publish.
+//! - [`inspect`]: summaries and CSV export of a model.
+//! - [`demo`]: generate, train, register and serve in one command.
+//! - [`error`]: typed errors and the documented exit codes.
+//!
+//! The artifact format and the model store live in [`cooc_serve`], which the thin server
+//! shares without pulling in anything of the trainer.
+
+pub mod csr;
+pub mod demo;
+pub mod error;
+pub mod eval;
+pub mod gen;
+pub mod input;
+pub mod inspect;
+pub mod kernel;
+pub mod progress;
+pub mod train;
+
+pub use cooc_serve::{artifact, store};
