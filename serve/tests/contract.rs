@@ -1,0 +1,340 @@
+//! The serving contract, checked against the real `cooc-serve` binary on a free port:
+//! every endpoint, status code and JSON shape the reference predictor's clients rely on,
+//! hot reload of good and corrupt models, metrics, and draining on SIGTERM.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cooc_serve::artifact::{encode, Keys, ModelMeta, ModelParts, Provenance, Similarity};
+use cooc_serve::store::ModelStore;
+use serde_json::{json, Value};
+
+/// Three books; book 10's neighbours are 20 then 30.
+fn model_bytes(top_k: u32, first_score: f32) -> Vec<u8> {
+    let meta = ModelMeta {
+        similarity: Similarity::Cosine,
+        top_k,
+        n_items: 3,
+        n_baskets: 5,
+        n_rows: 9,
+        n_pairs: 9,
+        nnz: 5,
+        dataset_fingerprint: "test".into(),
+        avg_top1_score: 0.5,
+        evaluation: None,
+    };
+    let prov = Provenance {
+        created_at: "2026-01-01T00:00:00Z".into(),
+        tool_version: "test".into(),
+        world_size: 1,
+        threads: 1,
+    };
+    let titles = vec![Some("Ten".to_string()), Some("Twenty".into()), None];
+    let authors = vec![Some("A".to_string()), None, Some("C".into())];
+    encode(&ModelParts {
+        meta: &meta,
+        provenance: &prov,
+        keys: &Keys::Int(vec![10, 20, 30]),
+        titles: Some(&titles),
+        authors: Some(&authors),
+        indptr: &[0, 2, 4, 5],
+        indices: &[1, 2, 0, 2, 0],
+        scores: &[first_score, 0.25, first_score, 0.125, 0.25],
+    })
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(model_dir: &Path) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_cooc-serve"))
+        .env("MODEL_DIR", model_dir)
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("DEFAULT_K", "1")
+        .env("RELOAD_INTERVAL_MS", "100")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting cooc-serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ureq::get(&format!("{base}/healthz")).call().is_err() {
+        assert!(Instant::now() < deadline, "cooc-serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, base }
+}
+
+/// (status, X-Model-Version, body) for any status.
+fn get(url: &str) -> (u16, Option<String>, Value) {
+    let resp = match ureq::get(url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    let status = resp.status();
+    let version = resp.header("x-model-version").map(str::to_owned);
+    (status, version, resp.into_json().unwrap_or(Value::Null))
+}
+
+fn post(url: &str, body: &str) -> (u16, Value) {
+    let resp = match ureq::post(url)
+        .set("content-type", "application/json")
+        .send_string(body)
+    {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("POST {url}: {e}"),
+    };
+    (resp.status(), resp.into_json().unwrap_or(Value::Null))
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_whole_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path());
+    let srv = start(dir.path());
+    let b = &srv.base;
+
+    // No model yet: alive but not ready, and model routes answer 503.
+    assert_eq!(
+        get(&format!("{b}/healthz")),
+        (200, None, json!({"status": "ok"}))
+    );
+    let (s, _, body) = get(&format!("{b}/ready"));
+    assert_eq!((s, &body["status"]), (503, &json!("not ready")));
+    assert_eq!(get(&format!("{b}/recommend?book_id=10")).0, 503);
+
+    store.publish("v1", &model_bytes(2, 0.5)).unwrap();
+    store.promote("v1").unwrap();
+    wait_for("v1 to load", || get(&format!("{b}/ready")).0 == 200);
+    assert_eq!(
+        get(&format!("{b}/ready")),
+        (200, Some("v1".into()), json!({"status": "ready"}))
+    );
+
+    // Model metadata.
+    let (s, v, body) = get(&format!("{b}/v1/models/recommender"));
+    assert_eq!((s, v.as_deref()), (200, Some("v1")));
+    assert_eq!(
+        body,
+        json!({"name": "recommender", "kind": "item-item-cosine", "version": "v1", "n_books": 3, "top_k": 2})
+    );
+    assert_eq!(get(&format!("{b}/v1/models/other")).0, 404);
+
+    // /recommend: default k (DEFAULT_K=1), explicit k, titles and nulls, order.
+    let (s, v, body) = get(&format!("{b}/recommend?book_id=10"));
+    assert_eq!((s, v.as_deref()), (200, Some("v1")));
+    assert_eq!(
+        body,
+        json!({"book_id": 10, "k": 1, "recommendations": [
+            {"book_id": 20, "score": 0.5, "title": "Twenty", "author": null}
+        ]})
+    );
+    let (_, _, body) = get(&format!("{b}/recommend?book_id=10&k=100"));
+    assert_eq!(body["k"], 100);
+    let recs = body["recommendations"].as_array().unwrap();
+    assert_eq!(recs.len(), 2, "never more than the model holds");
+    assert_eq!(
+        recs[1],
+        json!({"book_id": 30, "score": 0.25, "title": null, "author": "C"})
+    );
+
+    // Errors: unknown book 404 with detail; bad parameters 422 in FastAPI's shape.
+    let (s, _, body) = get(&format!("{b}/recommend?book_id=99"));
+    assert_eq!(s, 404);
+    assert!(body["detail"].as_str().unwrap().contains("99"));
+    for (q, field) in [
+        ("book_id=abc", "book_id"),
+        ("", "book_id"),
+        ("book_id=10&k=0", "k"),
+        ("book_id=10&k=101", "k"),
+        ("book_id=10&k=two", "k"),
+    ] {
+        let (s, _, body) = get(&format!("{b}/recommend?{q}"));
+        assert_eq!(s, 422, "{q}");
+        assert_eq!(body["detail"][0]["loc"], json!(["query", field]), "{q}");
+    }
+
+    // :predict
+    let url = format!("{b}/v1/models/recommender:predict");
+    let (s, body) = post(
+        &url,
+        r#"{"instances":[{"book_id":10,"k":2},{"book_id":99},{"book_id":30}]}"#,
+    );
+    assert_eq!(s, 200);
+    let p = body["predictions"].as_array().unwrap();
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0]["recommendations"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        p[1],
+        json!({"book_id": 99, "k": 1, "recommendations": []}),
+        "unknown id: empty list"
+    );
+    assert_eq!(p[2]["recommendations"][0]["book_id"], 10);
+    for bad in [
+        "not json",
+        r#"{"no_instances": []}"#,
+        r#"{"instances":[{"k":2}]}"#,
+        r#"{"instances":[{"book_id":"ten"}]}"#,
+        r#"{"instances":[{"book_id":10,"k":0}]}"#,
+    ] {
+        assert_eq!(post(&url, bad).0, 422, "{bad}");
+    }
+    assert_eq!(post(&format!("{b}/v1/models/other:predict"), "{}").0, 404);
+
+    // Hot reload: a good new version is picked up.
+    store.publish("v2", &model_bytes(2, 0.75)).unwrap();
+    store.promote("v2").unwrap();
+    wait_for("v2 to load", || {
+        get(&format!("{b}/recommend?book_id=10")).1.as_deref() == Some("v2")
+    });
+    assert_eq!(
+        get(&format!("{b}/recommend?book_id=10")).2["recommendations"][0]["score"],
+        0.75
+    );
+
+    // A corrupt CURRENT is refused and counted; v2 keeps serving.
+    let mut bytes = model_bytes(2, 0.9);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let v3 = dir.path().join("v3");
+    std::fs::create_dir(&v3).unwrap();
+    std::fs::write(v3.join("model.cooc"), bytes).unwrap();
+    std::fs::write(dir.path().join("CURRENT"), "v3\n").unwrap();
+    let metrics = || {
+        ureq::get(&format!("{b}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    wait_for("the refusal to be counted", || {
+        metrics().contains("cooc_model_reload_failures_total 1")
+    });
+    assert_eq!(get(&format!("{b}/ready")).0, 200);
+    assert_eq!(
+        get(&format!("{b}/recommend?book_id=10")).1.as_deref(),
+        Some("v2")
+    );
+
+    let m = metrics();
+    for needle in [
+        "cooc_http_requests_total{route=\"recommend\",status=\"200\"}",
+        "cooc_http_requests_total{route=\"recommend\",status=\"422\"}",
+        "cooc_http_requests_total{route=\"predict\",status=\"200\"}",
+        "cooc_http_request_duration_seconds_bucket{le=",
+        "cooc_model_info{version=\"v2\"} 1",
+        "cooc_model_reloads_total 1",
+        "cooc_model_quality{metric=\"avg_top1_score\"} 0.5",
+        "cooc_model_load_seconds",
+    ] {
+        assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
+    }
+    assert!(
+        !m.contains("version=\"v1\""),
+        "the old version is no longer reported"
+    );
+}
+
+#[test]
+fn string_keyed_models_take_string_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = ModelMeta {
+        similarity: Similarity::Jaccard,
+        top_k: 1,
+        n_items: 2,
+        n_baskets: 1,
+        n_rows: 2,
+        n_pairs: 2,
+        nnz: 2,
+        dataset_fingerprint: "t".into(),
+        avg_top1_score: 1.0,
+        evaluation: None,
+    };
+    let prov = Provenance {
+        created_at: "2026-01-01T00:00:00Z".into(),
+        tool_version: "t".into(),
+        world_size: 1,
+        threads: 1,
+    };
+    let bytes = encode(&ModelParts {
+        meta: &meta,
+        provenance: &prov,
+        keys: &Keys::Str(vec!["beer".into(), "whole milk".into()]),
+        titles: None,
+        authors: None,
+        indptr: &[0, 1, 2],
+        indices: &[1, 0],
+        scores: &[1.0, 1.0],
+    });
+    let store = ModelStore::new(dir.path());
+    store.publish("s1", &bytes).unwrap();
+    store.promote("s1").unwrap();
+    let srv = start(dir.path());
+    let (s, _, body) = get(&format!("{}/recommend?book_id=whole%20milk", srv.base));
+    assert_eq!(s, 200);
+    assert_eq!(body["recommendations"][0]["book_id"], "beer");
+    let (s, body) = post(
+        &format!("{}/v1/models/recommender:predict", srv.base),
+        r#"{"instances":[{"book_id":"beer"}]}"#,
+    );
+    assert_eq!(
+        (s, &body["predictions"][0]["recommendations"][0]["book_id"]),
+        (200, &json!("whole milk"))
+    );
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = start(dir.path());
+    // SAFETY: sending a signal to our own child process.
+    let rc = unsafe { libc::kill(srv.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "cooc-serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(ureq::get(&format!("{}/healthz", srv.base)).call().is_err());
+}
+
+#[test]
+fn bad_configuration_exits_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cooc-serve"))
+        .env("DEFAULT_K", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DEFAULT_K"));
+}

@@ -1,0 +1,52 @@
+//! Shared helpers for the integration tests: running the `cooc` binary, finding shared data.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `cooc` with `args`, returning its output (never panics on a non-zero exit).
+pub fn cooc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cooc"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running the cooc binary")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = cooc(args);
+    assert!(
+        out.status.success(),
+        "cooc {args:?} failed ({:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The project's shared datasets directory: `$COOC_SHARED_DIR` or `../shared` beside the
+/// repository. `None` (the caller skips, saying so) unless `COOC_REQUIRE_SHARED` is set,
+/// in which case a missing directory fails the test: CI sets it so nothing skips silently.
+pub fn shared_dataset(rel: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("COOC_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let p = base.join("datasets").join(rel);
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var_os("COOC_REQUIRE_SHARED").is_some() {
+        panic!("{} is missing and COOC_REQUIRE_SHARED is set", p.display());
+    }
+    eprintln!("skipped: {} not found (set COOC_SHARED_DIR)", p.display());
+    None
+}
+
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}

@@ -1,0 +1,145 @@
+//! Property tests: the kernel against a naive dense implementation, and thread-count
+//! invariance of the whole `fit` (the payload must not depend on how work is split).
+
+use cooc::artifact::{Keys, Similarity};
+use cooc::csr::Csr;
+use cooc::input::Interactions;
+use cooc::kernel::{degrees, top_k};
+use proptest::prelude::*;
+
+/// Dense C = XᵀX over distinct (basket, item) pairs, scores in f64 exactly as documented,
+/// full sort by (score desc, id asc), first k with score > 0.
+fn naive(baskets: &[Vec<u32>], n: usize, sim: Similarity, k: usize) -> Vec<Vec<(u32, f32)>> {
+    let mut c = vec![vec![0u32; n]; n];
+    for b in baskets {
+        let mut items = b.clone();
+        items.sort_unstable();
+        items.dedup();
+        for &i in &items {
+            for &j in &items {
+                c[i as usize][j as usize] += 1;
+            }
+        }
+    }
+    (0..n)
+        .map(|i| {
+            let mut row: Vec<(f64, u32)> = (0..n)
+                .filter(|&j| j != i && c[i][j] > 0)
+                .map(|j| {
+                    let (cij, a, b) = (c[i][j] as f64, c[i][i] as f64, c[j][j] as f64);
+                    let s = match sim {
+                        Similarity::Cosine => cij / (a * b).sqrt(),
+                        Similarity::Jaccard => cij / (a + b - cij),
+                    };
+                    (s, j as u32)
+                })
+                .collect();
+            row.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap().then(x.1.cmp(&y.1)));
+            row.truncate(k);
+            row.into_iter().map(|(s, j)| (j, s as f32)).collect()
+        })
+        .collect()
+}
+
+fn to_csr(baskets: &[Vec<u32>]) -> Csr {
+    let rows: Vec<u32> = baskets
+        .iter()
+        .enumerate()
+        .flat_map(|(b, items)| std::iter::repeat_n(b as u32, items.len()))
+        .collect();
+    let vals: Vec<u32> = baskets.iter().flatten().copied().collect();
+    Csr::from_pairs(baskets.len(), &[rows], &[vals], None)
+}
+
+fn baskets_strategy() -> impl Strategy<Value = (usize, Vec<Vec<u32>>)> {
+    // Few items and small baskets make ties (equal scores) common.
+    (2usize..24).prop_flat_map(|n| {
+        (
+            Just(n),
+            prop::collection::vec(prop::collection::vec(0..n as u32, 0..7), 0..60),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn kernel_matches_naive((n, baskets) in baskets_strategy(), k in 1usize..12, jaccard in any::<bool>()) {
+        let sim = if jaccard { Similarity::Jaccard } else { Similarity::Cosine };
+        let csr = to_csr(&baskets);
+        let t = csr.transpose(n);
+        let d = degrees(&t);
+        let got = top_k(&csr, &t, &d, sim, k, 0..n);
+        let want = naive(&baskets, n, sim, k);
+        for (i, w) in want.iter().enumerate() {
+            let (ids, scores) = got.row(i);
+            let g: Vec<(u32, f32)> = ids.iter().copied().zip(scores.iter().copied()).collect();
+            prop_assert_eq!(&g, w, "item {}", i);
+        }
+    }
+}
+
+fn interactions(baskets: &[Vec<u32>], n: usize) -> Interactions {
+    let rows: Vec<u32> = baskets
+        .iter()
+        .enumerate()
+        .flat_map(|(b, items)| std::iter::repeat_n(b as u32, items.len()))
+        .collect();
+    let vals: Vec<u32> = baskets.iter().flatten().copied().collect();
+    let times: Vec<i64> = baskets
+        .iter()
+        .flat_map(|items| (0..items.len() as i64).map(|t| t / 2))
+        .collect();
+    Interactions {
+        n_rows: rows.len() as u64,
+        basket: vec![rows],
+        item: vec![vals],
+        time: vec![times],
+        n_baskets: baskets.len(),
+        item_keys: Keys::Int((0..n as i64).collect()),
+        fingerprint: "test".into(),
+    }
+}
+
+#[test]
+fn fit_is_identical_for_any_thread_count() {
+    // A deterministic pseudo-random workload large enough to be split many ways.
+    let n = 300usize;
+    let mut x = 12345u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let baskets: Vec<Vec<u32>> = (0..4000)
+        .map(|_| {
+            let len = 1 + (next() % 9) as usize;
+            (0..len)
+                .map(|_| ((next() % n as u64) as f64).sqrt() as u32 * 17 % n as u32)
+                .collect()
+        })
+        .collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let t = cooc::train::fit(
+                interactions(&baskets, n),
+                Similarity::Cosine,
+                10,
+                true,
+                &mut Vec::new(),
+            );
+            (t.topk, t.meta)
+        })
+    };
+    let one = run(1);
+    assert!(one.1.evaluation.as_ref().unwrap().users > 0);
+    for threads in [2, 3, 7] {
+        assert_eq!(run(threads), one, "{threads} threads differ from 1");
+    }
+}
