@@ -565,8 +565,12 @@ impl Model {
         let b = self.backing.bytes();
         let o: &[u64] = cast(b, offsets).expect("validated");
         let s = &b[bytes.clone()];
-        // Validated as UTF-8 at load, so this cannot fail.
-        std::str::from_utf8(&s[o[i] as usize..o[i + 1] as usize]).unwrap_or("")
+        let bytes = &s[o[i] as usize..o[i + 1] as usize];
+        // SAFETY: `check_strings` verified at load that the whole section is UTF-8 and that
+        // every offset is a char boundary, and the mapping is immutable (see `open`), so any
+        // slice between two offsets is valid UTF-8. This runs on every served title: checking
+        // again per request cost ~5% of serving throughput.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     pub fn path(&self) -> &Path {

@@ -1,14 +1,25 @@
 //! Prometheus metrics of the server: requests, latency, the live model and its reloads.
 //!
 //! Owns the registry and the names; handlers only record through [`Metrics`].
+//!
+//! Request counts and latencies are recorded on every request, so they are kept in
+//! per-thread shards of plain relaxed atomics (no lock, no cache line shared between
+//! workers) and summed when `/metrics` is scraped, through prometheus-client's
+//! [`Collector`] API. The model metrics change only on reload and use the stock types.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use thread_local::ThreadLocal;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::artifact::ModelMeta;
@@ -36,11 +47,180 @@ pub struct MetricLabels {
 
 type F64Gauge = Gauge<f64, AtomicU64>;
 
+/// Routes, as labelled in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Recommend,
+    Predict,
+    ModelInfo,
+    Healthz,
+    Ready,
+    Metrics,
+    Other,
+}
+
+const ROUTES: [(Route, &str); 7] = [
+    (Route::Recommend, "recommend"),
+    (Route::Predict, "predict"),
+    (Route::ModelInfo, "model_info"),
+    (Route::Healthz, "healthz"),
+    (Route::Ready, "ready"),
+    (Route::Metrics, "metrics"),
+    (Route::Other, "other"),
+];
+/// Statuses counted in the lock-free shards; any other goes to a locked side table.
+const STATUSES: [u16; 7] = [200, 400, 404, 405, 422, 500, 503];
+/// Latency bucket upper bounds: 20 µs doubling to ~0.65 s, then +Inf.
+const BUCKETS: usize = 16;
+
+fn bucket_bound(i: usize) -> f64 {
+    20e-6 * (1u64 << i) as f64
+}
+
+/// One thread's counts; only its owner writes, the scraper reads.
+struct Shard {
+    requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    buckets: [[AtomicU64; BUCKETS + 1]; ROUTES.len()],
+    sum_ns: [AtomicU64; ROUTES.len()],
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            buckets: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            sum_ns: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// Requests by route and status, latency by route.
+#[derive(Default)]
+pub struct HttpStats {
+    shards: ThreadLocal<Shard>,
+    other_statuses: Mutex<Vec<(Route, u16, u64)>>,
+}
+
+impl std::fmt::Debug for HttpStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpStats")
+    }
+}
+
+impl HttpStats {
+    /// Records one request. Lock-free for the statuses the server answers with.
+    pub fn record(&self, route: Route, status: u16, elapsed: Duration) {
+        let r = route as usize;
+        let shard = self.shards.get_or_default();
+        match STATUSES.iter().position(|&s| s == status) {
+            Some(si) => {
+                shard.requests[r][si].fetch_add(1, Relaxed);
+            }
+            None => {
+                let mut other = self
+                    .other_statuses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                match other
+                    .iter_mut()
+                    .find(|(ro, st, _)| *ro == route && *st == status)
+                {
+                    Some(e) => e.2 += 1,
+                    None => other.push((route, status, 1)),
+                }
+            }
+        }
+        let secs = elapsed.as_secs_f64();
+        let b = (0..BUCKETS)
+            .find(|&i| secs <= bucket_bound(i))
+            .unwrap_or(BUCKETS);
+        shard.buckets[r][b].fetch_add(1, Relaxed);
+        shard.sum_ns[r].fetch_add(elapsed.as_nanos() as u64, Relaxed);
+    }
+}
+
+/// Registered with the registry; encodes the sums of all shards at scrape time.
+#[derive(Debug)]
+struct HttpCollector(Arc<HttpStats>);
+
+impl Collector for HttpCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = &self.0;
+        let mut counts = [[0u64; STATUSES.len()]; ROUTES.len()];
+        let mut buckets = [[0u64; BUCKETS + 1]; ROUTES.len()];
+        let mut sum_ns = [0u64; ROUTES.len()];
+        for shard in stats.shards.iter() {
+            for r in 0..ROUTES.len() {
+                for (s, c) in counts[r].iter_mut().enumerate() {
+                    *c += shard.requests[r][s].load(Relaxed);
+                }
+                for (b, c) in buckets[r].iter_mut().enumerate() {
+                    *c += shard.buckets[r][b].load(Relaxed);
+                }
+                sum_ns[r] += shard.sum_ns[r].load(Relaxed);
+            }
+        }
+        let other = stats
+            .other_statuses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut family = encoder.encode_descriptor(
+            "http_requests",
+            "HTTP requests by route and status",
+            None,
+            MetricType::Counter,
+        )?;
+        for (r, (_, route)) in ROUTES.iter().enumerate() {
+            for (s, &status) in STATUSES.iter().enumerate() {
+                if counts[r][s] > 0 {
+                    family
+                        .encode_family(&RequestLabels { route, status })?
+                        .encode_counter::<NoLabelSet, _, u64>(&counts[r][s], None)?;
+                }
+            }
+        }
+        for (route, status, n) in other {
+            let route = ROUTES[route as usize].1;
+            family
+                .encode_family(&RequestLabels { route, status })?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (r, (_, route)) in ROUTES.iter().enumerate() {
+            let count: u64 = buckets[r].iter().sum();
+            if count == 0 {
+                continue;
+            }
+            let bounds: Vec<(f64, u64)> = (0..=BUCKETS)
+                .map(|i| {
+                    (
+                        if i == BUCKETS {
+                            f64::MAX
+                        } else {
+                            bucket_bound(i)
+                        },
+                        buckets[r][i],
+                    )
+                })
+                .collect();
+            family
+                .encode_family(&RouteLabels { route })?
+                .encode_histogram::<NoLabelSet>(sum_ns[r] as f64 * 1e-9, count, &bounds, None)?;
+        }
+        Ok(())
+    }
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub http: Arc<HttpStats>,
     pub model_info: Family<VersionLabels, Gauge>,
     pub model_items: Gauge,
     pub model_quality: Family<MetricLabels, F64Gauge>,
@@ -50,17 +230,11 @@ pub struct Metrics {
     pub reload_failures: Counter,
 }
 
-fn latency_histogram() -> Histogram {
-    // 20 µs .. ~0.65 s
-    Histogram::new(exponential_buckets(20e-6, 2.0, 16))
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("cooc");
         let m = Metrics {
-            requests: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
+            http: Arc::new(HttpStats::default()),
             model_info: Family::default(),
             model_items: Gauge::default(),
             model_quality: Family::default(),
@@ -70,16 +244,7 @@ impl Default for Metrics {
             reload_failures: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            m.requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            m.latency.clone(),
-        );
+        registry.register_collector(Box::new(HttpCollector(m.http.clone())));
         registry.register(
             "model_info",
             "The live model version (value 1)",

@@ -8,16 +8,14 @@
 //! loop swaps in a validated replacement, and a refused replacement leaves the old model
 //! serving. Owns nothing about training.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path as UrlPath, Query, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -26,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::artifact::{Key, Model};
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::metrics::{Metrics, Route};
 use crate::store::ModelStore;
 
 /// Largest `k` a request may ask for (the reference contract's bound).
@@ -51,7 +49,8 @@ pub struct Live {
     version_header: HeaderValue,
 }
 
-/// Shared by every request and the reload loop.
+/// Shared by every request and the reload loop. Lives for the whole process (leaked once
+/// in [`AppState::new`]) so handlers borrow it instead of cloning an `Arc` per request.
 pub struct AppState {
     cfg: Config,
     store: ModelStore,
@@ -71,18 +70,20 @@ pub enum Reload {
 }
 
 impl AppState {
-    pub fn new(cfg: Config) -> Arc<AppState> {
-        Arc::new(AppState {
+    pub fn new(cfg: Config) -> &'static AppState {
+        Box::leak(Box::new(AppState {
             store: ModelStore::new(&cfg.model_dir),
             cfg,
             live: ArcSwapOption::empty(),
             metrics: Metrics::default(),
             failed: Mutex::new(None),
-        })
+        }))
     }
 
-    pub fn live(&self) -> Option<Arc<Live>> {
-        self.live.load_full()
+    /// The live model, if any. Hot path: arc-swap's guard avoids touching the shared
+    /// reference count that both workers would otherwise bounce between their caches.
+    pub fn live(&self) -> arc_swap::Guard<Option<Arc<Live>>> {
+        self.live.load()
     }
 
     /// Loads `CURRENT` if it names a version other than the live one. Blocking: call it
@@ -96,7 +97,7 @@ impl AppState {
                 return Reload::NoCurrent;
             }
         };
-        if self.live().is_some_and(|l| l.version == version) {
+        if self.live().as_ref().is_some_and(|l| l.version == version) {
             return Reload::Unchanged;
         }
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,10 +146,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = AppState::new(cfg);
-    let first = {
-        let s = state.clone();
-        tokio::task::spawn_blocking(move || s.reload()).await?
-    };
+    let first = tokio::task::spawn_blocking(move || state.reload()).await?;
     match &first {
         Reload::NoCurrent => tracing::warn!(
             dir = %state.cfg.model_dir.display(),
@@ -159,15 +157,13 @@ pub async fn run(
     }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let reloader = {
-        let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(state.cfg.reload_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let s = state.clone();
-                        let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+                        let _ = tokio::task::spawn_blocking(move || state.reload()).await;
                     }
                     _ = stop_rx.changed() => break,
                 }
@@ -186,48 +182,43 @@ pub async fn run(
     Ok(())
 }
 
-/// The routes, with metrics recorded around each.
-pub fn router(state: Arc<AppState>) -> Router {
+type St = State<&'static AppState>;
+
+/// The routes. Each handler records its own metrics (a middleware would box a future and
+/// clone state on every request).
+pub fn router(state: &'static AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .route("/recommend", get(recommend))
         .route("/v1/models/{spec}", get(model_info).post(predict))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
-async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = match (
-        req.extensions().get::<MatchedPath>().map(|p| p.as_str()),
-        req.method(),
-    ) {
-        (Some("/recommend"), _) => "recommend",
-        (Some("/v1/models/{spec}"), &Method::POST) => "predict",
-        (Some("/v1/models/{spec}"), _) => "model_info",
-        (Some("/healthz"), _) => "healthz",
-        (Some("/ready"), _) => "ready",
-        (Some("/metrics"), _) => "metrics",
-        _ => "other",
-    };
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let m = &state.metrics;
-    m.latency
-        .get_or_create(&RouteLabels { route })
-        .observe(started.elapsed().as_secs_f64());
-    m.requests
-        .get_or_create(&RequestLabels {
-            route,
-            status: resp.status().as_u16(),
-        })
-        .inc();
+fn recorded(state: &AppState, route: Route, started: Instant, resp: Response) -> Response {
+    state
+        .metrics
+        .http
+        .record(route, resp.status().as_u16(), started.elapsed());
     resp
 }
 
+async fn not_found(State(state): St) -> Response {
+    let resp = detail(StatusCode::NOT_FOUND, "Not Found".into());
+    recorded(state, Route::Other, Instant::now(), resp)
+}
+
+async fn method_not_allowed(State(state): St) -> Response {
+    let resp = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed".into());
+    recorded(state, Route::Other, Instant::now(), resp)
+}
+
 fn json_response(status: StatusCode, body: &impl Serialize, live: Option<&Live>) -> Response {
-    let bytes = serde_json::to_vec(body).expect("response serialises");
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, body).expect("response serialises");
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -236,7 +227,10 @@ fn json_response(status: StatusCode, body: &impl Serialize, live: Option<&Live>)
         HeaderValue::from_static("application/json"),
     );
     if let Some(l) = live {
-        h.insert("x-model-version", l.version_header.clone());
+        // A copy, not a clone: cloning shares one atomic reference count across workers.
+        if let Ok(v) = HeaderValue::from_bytes(l.version_header.as_bytes()) {
+            h.insert("x-model-version", v);
+        }
     }
     resp
 }
@@ -262,18 +256,36 @@ fn not_ready() -> Response {
     )
 }
 
-async fn healthz() -> Response {
+async fn healthz(State(state): St) -> Response {
+    let started = Instant::now();
+    let resp = healthz_inner().await;
+    recorded(state, Route::Healthz, started, resp)
+}
+
+async fn healthz_inner() -> Response {
     json_response(StatusCode::OK, &json!({ "status": "ok" }), None)
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.live() {
-        Some(l) => json_response(StatusCode::OK, &json!({ "status": "ready" }), Some(&l)),
+async fn ready(State(state): St) -> Response {
+    let started = Instant::now();
+    let resp = ready_inner(state).await;
+    recorded(state, Route::Ready, started, resp)
+}
+
+async fn ready_inner(state: &AppState) -> Response {
+    match &*state.live() {
+        Some(l) => json_response(StatusCode::OK, &json!({ "status": "ready" }), Some(l)),
         None => not_ready(),
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): St) -> Response {
+    let started = Instant::now();
+    let resp = metrics_inner(state).await;
+    recorded(state, Route::Metrics, started, resp)
+}
+
+async fn metrics_inner(state: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -335,15 +347,34 @@ fn check_k(k: i64) -> Result<u32, (&'static str, String)> {
     }
 }
 
-async fn recommend(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let Some(live) = state.live() else {
+#[derive(Serialize)]
+struct RecommendBody<'a> {
+    book_id: Key<'a>,
+    k: u32,
+    recommendations: Vec<Recommendation<'a>>,
+}
+
+async fn recommend(State(state): St, RawQuery(query): RawQuery) -> Response {
+    let started = Instant::now();
+    let resp = recommend_inner(state, query).await;
+    recorded(state, Route::Recommend, started, resp)
+}
+
+async fn recommend_inner(state: &AppState, query: Option<String>) -> Response {
+    let guard = state.live();
+    let Some(live) = guard.as_ref() else {
         return not_ready();
     };
     let model = &live.model;
-    let Some(raw) = q.get("book_id") else {
+    let (mut book, mut k_raw) = (None, None);
+    for (name, value) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match &*name {
+            "book_id" => book = Some(value),
+            "k" => k_raw = Some(value),
+            _ => {}
+        }
+    }
+    let Some(raw) = book else {
         return unprocessable(
             &["query", "book_id"],
             "missing",
@@ -351,13 +382,13 @@ async fn recommend(
             Value::Null,
         );
     };
-    let key = match parse_book(model, raw) {
+    let key = match parse_book(model, &raw) {
         Ok(k) => k,
         Err(msg) => {
             return unprocessable(&["query", "book_id"], "int_parsing", msg.into(), json!(raw))
         }
     };
-    let k = match q.get("k") {
+    let k = match k_raw {
         None => state.cfg.default_k,
         Some(raw) => match raw.trim().parse::<i64>() {
             Ok(k) => match check_k(k) {
@@ -382,19 +413,27 @@ async fn recommend(
     };
     json_response(
         StatusCode::OK,
-        &json!({ "book_id": key, "k": k, "recommendations": recommendations(model, item, k) }),
-        Some(&live),
+        &RecommendBody {
+            book_id: key,
+            k,
+            recommendations: recommendations(model, item, k),
+        },
+        Some(live),
     )
 }
 
-async fn model_info(
-    State(state): State<Arc<AppState>>,
-    UrlPath(spec): UrlPath<String>,
-) -> Response {
+async fn model_info(State(state): St, UrlPath(spec): UrlPath<String>) -> Response {
+    let started = Instant::now();
+    let resp = model_info_inner(state, spec).await;
+    recorded(state, Route::ModelInfo, started, resp)
+}
+
+async fn model_info_inner(state: &AppState, spec: String) -> Response {
     if spec != state.cfg.model_name {
         return detail(StatusCode::NOT_FOUND, format!("model {spec:?} not found"));
     }
-    let Some(live) = state.live() else {
+    let guard = state.live();
+    let Some(live) = guard.as_ref() else {
         return not_ready();
     };
     let meta = live.model.meta();
@@ -407,15 +446,17 @@ async fn model_info(
             "n_books": meta.n_items,
             "top_k": meta.top_k,
         }),
-        Some(&live),
+        Some(live),
     )
 }
 
-async fn predict(
-    State(state): State<Arc<AppState>>,
-    UrlPath(spec): UrlPath<String>,
-    body: Bytes,
-) -> Response {
+async fn predict(State(state): St, UrlPath(spec): UrlPath<String>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let resp = predict_inner(state, spec, body).await;
+    recorded(state, Route::Predict, started, resp)
+}
+
+async fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response {
     match spec.strip_suffix(":predict") {
         Some(name) if name == state.cfg.model_name => {}
         _ => {
@@ -425,7 +466,8 @@ async fn predict(
             )
         }
     }
-    let Some(live) = state.live() else {
+    let guard = state.live();
+    let Some(live) = guard.as_ref() else {
         return not_ready();
     };
     let model = &live.model;
@@ -512,7 +554,7 @@ async fn predict(
     json_response(
         StatusCode::OK,
         &json!({ "predictions": predictions }),
-        Some(&live),
+        Some(live),
     )
 }
 

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Serving benchmark: wrk against cooc-serve (/recommend and :predict) and the minimal axum
+# "hello" ceiling server, interleaved round by round in one run so that machine noise hits
+# every contender alike. Prints medians (req/s, p50, p99) and cooc's ratio to the ceiling.
+#
+# usage: bench/serve.sh [ROUNDS] [SECONDS] [SIZE]     (defaults: 5 rounds of 10 s, size m)
+# needs: wrk, a release build (cargo build --release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+SECS=${2:-10}
+SIZE=${3:-m}
+BIN=target/release
+WORK=${COOC_BENCH_DIR:-bench/out}
+mkdir -p "$WORK"
+command -v wrk >/dev/null || { echo "bench/serve.sh: wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+
+data="$WORK/data-$SIZE"
+store="$WORK/serve-model-$SIZE"
+if [ ! -f "$data/orders.csv" ]; then "$BIN/cooc" gen --size "$SIZE" --out "$data" 2>/dev/null; fi
+if [ ! -f "$store/CURRENT" ]; then
+  RUST_LOG=warn "$BIN/cooc" train --orders "$data/orders.csv" --books "$data/books.csv" --model-dir "$store" 2>/dev/null
+fi
+books=$(($(wc -l <"$data/books.csv") - 1))
+
+pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SP=$(pick_port); HP=$(pick_port)
+MODEL_DIR="$store" LISTEN="127.0.0.1:$SP" RUST_LOG=warn "$BIN/cooc-serve" & SPID=$!
+"$BIN/hello" "127.0.0.1:$HP" & HPID=$!
+trap 'kill $SPID $HPID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  curl -fs "127.0.0.1:$SP/ready" >/dev/null 2>&1 && curl -fs "127.0.0.1:$HP/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+# run NAME wrk-args... -> appends "rps p50_ms p99_ms" to $WORK/NAME.txt
+run() {
+  local name=$1; shift
+  local out
+  out=$(BOOKS=$books wrk -t2 -c64 -d"${SECS}s" --latency "$@")
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  echo "$rps $p50 $p99" >>"$WORK/$name.txt"
+}
+rm -f "$WORK"/{hello,recommend,predict}.txt
+for r in $(seq "$ROUNDS"); do
+  run hello "http://127.0.0.1:$HP/"
+  run recommend -s bench/recommend.lua "http://127.0.0.1:$SP"
+  run predict -s bench/predict.lua "http://127.0.0.1:$SP"
+  echo "round $r/$ROUNDS done" >&2
+done
+
+python3 - "$WORK" <<'EOF'
+import statistics, sys
+work = sys.argv[1]
+def ms(v):
+    return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
+rows = {}
+for name in ["hello", "recommend", "predict"]:
+    vals = [l.split() for l in open(f"{work}/{name}.txt")]
+    rps = [float(v[0]) for v in vals]
+    rows[name] = (statistics.median(rps), min(rps), max(rps),
+                  statistics.median(ms(v[1]) for v in vals), statistics.median(ms(v[2]) for v in vals))
+ceiling = rows["hello"][0]
+print("| server | route | req/s median (min-max) | p50 ms | p99 ms | vs hello |")
+print("|---|---|---|---|---|---|")
+for name, route in [("hello", "GET / (constant body)"), ("recommend", "GET /recommend?book_id=<random>"),
+                    ("predict", "POST /v1/models/recommender:predict")]:
+    med, lo, hi, p50, p99 = rows[name]
+    server = "axum hello (ceiling)" if name == "hello" else "cooc-serve"
+    print(f"| {server} | {route} | {med:,.0f} ({lo:,.0f}-{hi:,.0f}) | {p50:.2f} | {p99:.2f} | {med / ceiling:.0%} |")
+EOF
