@@ -181,7 +181,88 @@ enum ChunkErr {
     Quoted,
 }
 
+/// Why one record was refused.
+enum RecErr {
+    Msg(String),
+    NotInt { basket: bool },
+}
+
+/// Accumulates the needed columns of one chunk's records.
+struct Rows<'l> {
+    lay: &'l Layout,
+    basket: ColBuilder,
+    item: ColBuilder,
+    time: Vec<i64>,
+}
+
+impl Rows<'_> {
+    /// Takes one record's fields; blank lines are skipped.
+    #[inline]
+    fn record(&mut self, fields: &[&[u8]]) -> Result<(), RecErr> {
+        let lay = self.lay;
+        if fields.len() == 1 && fields[0].trim_ascii().is_empty() {
+            return Ok(());
+        }
+        if fields.len() != lay.n_fields {
+            return Err(RecErr::Msg(format!(
+                "expected {} fields as in the header, found {}",
+                lay.n_fields,
+                fields.len()
+            )));
+        }
+        let book = fields[lay.book];
+        if book.trim_ascii().is_empty() {
+            return Err(RecErr::Msg("empty book_id".into()));
+        }
+        if let Some(q) = lay.qty {
+            let q = fields[q];
+            if !q.is_empty() && parse_int(q).is_none() {
+                return Err(RecErr::Msg(format!(
+                    "qty {:?} is not an integer",
+                    String::from_utf8_lossy(q)
+                )));
+            }
+        }
+        let t = match lay.created {
+            Some(c) if lay.need_time => {
+                let f = fields[c];
+                let t = parse_time(f).ok_or_else(|| {
+                    RecErr::Msg(format!(
+                        "created_at {:?} is not a timestamp (RFC 3339 or YYYY-MM-DD HH:MM:SS)",
+                        String::from_utf8_lossy(f)
+                    ))
+                })?;
+                self.time.push(t);
+                t
+            }
+            _ => 0,
+        };
+        match (lay.basket_by, lay.customer) {
+            (BasketBy::Customer, Some(c)) => {
+                let f = fields[c];
+                if f.trim_ascii().is_empty() {
+                    return Err(RecErr::Msg("empty customer_id".into()));
+                }
+                self.basket
+                    .push(f)
+                    .map_err(|_| RecErr::NotInt { basket: true })?;
+            }
+            (BasketBy::Window(w), _) => self.basket.ints.push(t.div_euclid(w)),
+            (BasketBy::Customer, None) => unreachable!("checked when the header was read"),
+        }
+        self.item
+            .push(book)
+            .map_err(|_| RecErr::NotInt { basket: false })
+    }
+}
+
 /// Parses one newline-aligned piece of the body. `base` is its offset in the file.
+///
+/// A chunk without any `"` is plain separator-delimited text (RFC 4180 quoting is the only
+/// thing that makes commas or newlines mean anything else), so it is split on `,` and `\n`
+/// with SIMD `memchr2`; that runs several times faster than a general CSV state machine.
+/// Chunks with quotes go through `csv_core`, and a file with quotes is read as one chunk
+/// (`allow_quotes`) so that a quoted newline never falls on a chunk boundary.
 fn parse_chunk(
     buf: &[u8],
     base: u64,
@@ -190,102 +271,89 @@ fn parse_chunk(
     str_item: bool,
     allow_quotes: bool,
 ) -> Result<ChunkOut, ChunkErr> {
-    if !allow_quotes && memchr::memchr(b'"', buf).is_some() {
+    let quoted = memchr::memchr(b'"', buf).is_some();
+    if quoted && !allow_quotes {
         return Err(ChunkErr::Quoted);
     }
     let mut crc = crc32fast::Hasher::new();
     crc.update(buf);
     let est = buf.len() / 40 + 16;
-    let mut basket = ColBuilder::new(str_basket);
-    let mut item = ColBuilder::new(str_item);
-    basket.ints.reserve(est);
-    item.ints.reserve(est);
-    let mut time = Vec::with_capacity(if lay.need_time { est } else { 0 });
-    let mut rdr = csv_core::Reader::new();
-    let mut out = vec![0u8; 1 << 16];
-    let mut ends = vec![0usize; lay.n_fields + 1];
-    let mut pos = 0usize;
-    loop {
-        let start = pos;
-        let (res, nin, _nout, nend) = rdr.read_record(&buf[pos..], &mut out, &mut ends);
-        pos += nin;
-        let err = |msg: String| {
-            ChunkErr::Row(RowErr {
-                offset: base + start as u64,
-                msg,
-            })
-        };
-        match res {
-            csv_core::ReadRecordResult::Record => {}
-            csv_core::ReadRecordResult::End => break,
-            csv_core::ReadRecordResult::InputEmpty => continue,
-            csv_core::ReadRecordResult::OutputFull => {
-                return Err(err("a field is longer than 64 KiB".into()))
-            }
-            csv_core::ReadRecordResult::OutputEndsFull => {
-                return Err(err(format!(
-                    "more than the header's {} fields",
-                    lay.n_fields
-                )))
-            }
-        }
-        let field = |i: usize| &out[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-        if nend == 1 && field(0).trim_ascii().is_empty() {
-            continue; // blank line
-        }
-        if nend != lay.n_fields {
-            return Err(err(format!(
-                "expected {} fields as in the header, found {nend}",
-                lay.n_fields
-            )));
-        }
-        let book = field(lay.book);
-        if book.trim_ascii().is_empty() {
-            return Err(err("empty book_id".into()));
-        }
-        if let Some(q) = lay.qty {
-            let q = field(q);
-            if !q.trim_ascii().is_empty() && parse_int(q).is_none() {
-                return Err(err(format!(
-                    "qty {:?} is not an integer",
-                    String::from_utf8_lossy(q)
-                )));
-            }
-        }
-        let t = match lay.created {
-            Some(c) if lay.need_time => {
-                let f = field(c);
-                let t = parse_time(f).ok_or_else(|| {
-                    err(format!(
-                        "created_at {:?} is not a timestamp (RFC 3339 or YYYY-MM-DD HH:MM:SS)",
-                        String::from_utf8_lossy(f)
-                    ))
-                })?;
-                time.push(t);
-                t
-            }
-            _ => 0,
-        };
-        match (lay.basket_by, lay.customer) {
-            (BasketBy::Customer, Some(c)) => {
-                let f = field(c);
-                if f.trim_ascii().is_empty() {
-                    return Err(err("empty customer_id".into()));
+    let mut rows = Rows {
+        lay,
+        basket: ColBuilder::new(str_basket),
+        item: ColBuilder::new(str_item),
+        time: Vec::with_capacity(if lay.need_time { est } else { 0 }),
+    };
+    rows.basket.ints.reserve(est);
+    rows.item.ints.reserve(est);
+    let fail = |start: usize, e: RecErr| match e {
+        RecErr::Msg(msg) => ChunkErr::Row(RowErr {
+            offset: base + start as u64,
+            msg,
+        }),
+        RecErr::NotInt { basket } => ChunkErr::NotInt { basket },
+    };
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(lay.n_fields + 1);
+    if !quoted {
+        let mut line_start = 0usize;
+        let mut field_start = 0usize;
+        for sep in memchr::memchr2_iter(b',', b'\n', buf) {
+            fields.push(&buf[field_start..sep]);
+            field_start = sep + 1;
+            if buf[sep] == b'\n' {
+                if let Some(last) = fields.last_mut() {
+                    if let Some(stripped) = last.strip_suffix(b"\r") {
+                        *last = stripped;
+                    }
                 }
-                basket
-                    .push(f)
-                    .map_err(|_| ChunkErr::NotInt { basket: true })?;
+                rows.record(&fields).map_err(|e| fail(line_start, e))?;
+                fields.clear();
+                line_start = field_start;
             }
-            (BasketBy::Window(w), _) => basket.ints.push(t.div_euclid(w)),
-            (BasketBy::Customer, None) => unreachable!("checked when the header was read"),
         }
-        item.push(book)
-            .map_err(|_| ChunkErr::NotInt { basket: false })?;
+        if line_start < buf.len() {
+            fields.push(&buf[field_start..]);
+            if let Some(last) = fields.last_mut() {
+                if let Some(stripped) = last.strip_suffix(b"\r") {
+                    *last = stripped;
+                }
+            }
+            rows.record(&fields).map_err(|e| fail(line_start, e))?;
+        }
+    } else {
+        let mut rdr = csv_core::Reader::new();
+        let mut out = vec![0u8; 1 << 16];
+        let mut ends = vec![0usize; lay.n_fields + 1];
+        let mut pos = 0usize;
+        loop {
+            let start = pos;
+            let (res, nin, _nout, nend) = rdr.read_record(&buf[pos..], &mut out, &mut ends);
+            pos += nin;
+            let msg = |m: &str| fail(start, RecErr::Msg(m.into()));
+            match res {
+                csv_core::ReadRecordResult::Record => {}
+                csv_core::ReadRecordResult::End => break,
+                csv_core::ReadRecordResult::InputEmpty => continue,
+                csv_core::ReadRecordResult::OutputFull => {
+                    return Err(msg("a field is longer than 64 KiB"))
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    return Err(msg("more fields than the header has"))
+                }
+            }
+            let mut fields: Vec<&[u8]> = Vec::with_capacity(nend);
+            let mut prev = 0;
+            for &e in &ends[..nend] {
+                fields.push(&out[prev..e]);
+                prev = e;
+            }
+            rows.record(&fields).map_err(|e| fail(start, e))?;
+        }
     }
     Ok(ChunkOut {
-        basket: basket.finish(),
-        item: item.finish(),
-        time,
+        basket: rows.basket.finish(),
+        item: rows.item.finish(),
+        time: rows.time,
         crc,
         len: buf.len() as u64,
     })
@@ -427,10 +495,15 @@ pub fn read_orders(path: &Path, opts: OrdersOptions) -> Result<Interactions, Inp
         } else {
             bounds.windows(2).map(|w| (w[0], w[1])).collect()
         };
+        // One read buffer per worker thread: a fresh zeroed buffer per chunk made the
+        // kernel zero ~1 GB of pages for a 1 GB file.
+        let buffers: thread_local::ThreadLocal<std::cell::RefCell<Vec<u8>>> =
+            thread_local::ThreadLocal::new();
         let result: Result<Vec<ChunkOut>, ChunkErr> = ranges
             .par_iter()
             .map(|&(a, b)| {
-                let mut buf = vec![0u8; (b - a) as usize];
+                let mut buf = buffers.get_or_default().borrow_mut();
+                buf.resize((b - a) as usize, 0);
                 file.read_exact_at(&mut buf, a).map_err(|e| {
                     ChunkErr::Row(RowErr {
                         offset: a,
@@ -862,6 +935,46 @@ mod tests {
         let p = write(d.path(), "bad.csv", "a,b\nc,,d\n");
         let e = read_baskets(&p).unwrap_err().to_string();
         assert!(e.contains("bad.csv:2:"), "{e}");
+    }
+
+    #[test]
+    fn crlf_lines_and_many_chunks_keep_exact_line_numbers() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            "crlf.csv",
+            "book_id,customer_id\r\n5,1\r\n6,1\r\n",
+        );
+        let r = read_orders(&p, opts()).unwrap();
+        assert_eq!(r.item_keys, Keys::Int(vec![5, 6]));
+        assert_eq!(r.basket.concat(), vec![0, 0]);
+
+        // ~6 MB: several 1 MiB+ chunks read in parallel; break line 150,001.
+        let mut body = String::from("id,book_id,qty,created_at,customer_id\n");
+        for i in 0..200_000u32 {
+            if i == 150_000 {
+                body.push_str("x,1,1,2024-01-01T00:00:00Z\n");
+            } else {
+                body.push_str(&format!(
+                    "{i},{},1,2024-01-01T00:00:00Z,{}\n",
+                    i % 97,
+                    i % 1013
+                ));
+            }
+        }
+        let p = write(d.path(), "big.csv", &body);
+        let e = read_orders(&p, opts()).unwrap_err().to_string();
+        assert!(e.contains("big.csv:150002:"), "{e}");
+        let fixed = body.replace(
+            "x,1,1,2024-01-01T00:00:00Z\n",
+            "x,1,1,2024-01-01T00:00:00Z,7\n",
+        );
+        std::fs::write(&p, fixed).unwrap();
+        let r = read_orders(&p, opts()).unwrap();
+        assert_eq!(r.n_rows, 200_000);
+        assert!(r.basket.len() > 1, "expected several chunks");
+        assert_eq!(r.item_keys.len(), 97);
+        assert_eq!(r.n_baskets, 1013);
     }
 
     #[test]

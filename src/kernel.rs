@@ -188,9 +188,13 @@ fn row_top_k(
         if j as usize == i {
             continue;
         }
-        let c_jj = degree[j as usize];
         if heap.len() == k {
             let tau = heap.peek().map_or(0.0, |w| w.0 .0);
+            // C_jj >= c: a bound that needs no load of degree[j] prunes most candidates.
+            if below(sim, c, c_ii, c, tau) {
+                continue;
+            }
+            let c_jj = degree[j as usize];
             if below(sim, c, c_ii, c_jj, tau) {
                 continue;
             }
@@ -201,7 +205,7 @@ fn row_top_k(
                 }
             }
         } else {
-            heap.push(Worst((score(sim, c, c_ii, c_jj), j)));
+            heap.push(Worst((score(sim, c, c_ii, degree[j as usize]), j)));
         }
     }
     // Ascending in `Worst` order is best first.
@@ -213,7 +217,8 @@ fn row_top_k(
 }
 
 /// True when the score of (c, a, b) is certainly strictly below `tau`, decided without a
-/// square root or division. The 1e-9 slack dwarfs f64 rounding (~1e-16), so a candidate
+/// square root or division. Both measures grow with `b` falling, so a `b` below the true
+/// `C_jj` gives an upper bound: `below` stays sound for it. The 1e-9 slack dwarfs f64 rounding (~1e-16), so a candidate
 /// that could equal or beat `tau` after rounding is never skipped: the result is exact.
 #[inline]
 fn below(sim: Similarity, c: u32, a: u32, b: u32, tau: f64) -> bool {
