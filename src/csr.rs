@@ -2,6 +2,8 @@
 //!
 //! Pure data structure code: knows nothing of files, keys or similarity.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
 use rayon::prelude::*;
 
 /// A zeroed vector whose pages the kernel is asked to back with huge pages (on Linux with
@@ -9,14 +11,18 @@ use rayon::prelude::*;
 /// with 4 KiB pages nearly every access would also miss the TLB.
 pub fn zeroed_huge<T: Copy + Default>(len: usize) -> Vec<T> {
     let mut v: Vec<T> = Vec::with_capacity(len);
+    advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<T>());
+    v.resize(len, T::default());
+    v
+}
+
+/// Asks for huge pages over an untouched allocation of `bytes` bytes at `start`.
+fn advise_huge(start: usize, bytes: usize) {
     #[cfg(target_os = "linux")]
     {
-        let bytes = len * std::mem::size_of::<T>();
-        let page = 4096usize;
-        let start = v.as_ptr() as usize;
-        let aligned = start.next_multiple_of(page);
+        let aligned = start.next_multiple_of(4096);
         if bytes >= 4 << 20 && aligned < start + bytes {
-            // SAFETY: the range lies inside this vector's own allocation; madvise is advisory
+            // SAFETY: the range lies inside the caller's own allocation; madvise is advisory
             // and changes no contents (the pages are not touched yet).
             unsafe {
                 libc::madvise(
@@ -27,8 +33,8 @@ pub fn zeroed_huge<T: Copy + Default>(len: usize) -> Vec<T> {
             }
         }
     }
-    v.resize(len, T::default());
-    v
+    #[cfg(not(target_os = "linux"))]
+    let _ = (start, bytes);
 }
 
 /// Rows of sorted, distinct `u32` values.
@@ -61,6 +67,10 @@ impl Csr {
     /// Builds `n_rows` rows from `(row, value)` pairs given as chunked columns of equal
     /// shape. Each row ends up sorted with duplicates removed (a book bought twice by one
     /// customer counts once). `keep`, when given, selects which pairs take part.
+    ///
+    /// Chunks are counted and scattered in parallel through atomic per-row counters; the
+    /// order in which a row's slots are claimed is arbitrary, but each row is sorted after,
+    /// so the result is deterministic.
     pub fn from_pairs(
         n_rows: usize,
         rows: &[Vec<u32>],
@@ -68,93 +78,149 @@ impl Csr {
         keep: Option<&[Vec<bool>]>,
     ) -> Csr {
         let kept = |c: usize, i: usize| keep.is_none_or(|k| k[c][i]);
-        let mut counts = zeroed_huge::<u64>(n_rows + 1);
-        for (c, chunk) in rows.iter().enumerate() {
+        let counts: Vec<AtomicU64> = zeroed_huge_atomic(n_rows + 1);
+        rows.par_iter().enumerate().for_each(|(c, chunk)| {
             for (i, &r) in chunk.iter().enumerate() {
                 if kept(c, i) {
-                    counts[r as usize + 1] += 1;
+                    counts[r as usize + 1].fetch_add(1, Relaxed);
                 }
             }
-        }
+        });
+        let mut offsets: Vec<u64> = counts.into_iter().map(AtomicU64::into_inner).collect();
         for r in 0..n_rows {
-            counts[r + 1] += counts[r];
+            offsets[r + 1] += offsets[r];
         }
-        let offsets = counts;
-        let mut cursor = offsets[..n_rows].to_vec();
-        let mut out = zeroed_huge::<u32>(offsets[n_rows] as usize);
-        for (c, (rchunk, vchunk)) in rows.iter().zip(values).enumerate() {
-            for (i, (&r, &v)) in rchunk.iter().zip(vchunk).enumerate() {
-                if kept(c, i) {
-                    let at = &mut cursor[r as usize];
-                    out[*at as usize] = v;
-                    *at += 1;
+        let cursor: Vec<AtomicU64> = offsets[..n_rows]
+            .iter()
+            .map(|&o| AtomicU64::new(o))
+            .collect();
+        let out: Vec<AtomicU32> = zeroed_huge_atomic(offsets[n_rows] as usize);
+        rows.par_iter()
+            .zip(values)
+            .enumerate()
+            .for_each(|(c, (rchunk, vchunk))| {
+                for (i, (&r, &v)) in rchunk.iter().zip(vchunk).enumerate() {
+                    if kept(c, i) {
+                        let at = cursor[r as usize].fetch_add(1, Relaxed);
+                        out[at as usize].store(v, Relaxed);
+                    }
                 }
-            }
-        }
-        sort_rows(&offsets, &mut out);
-        dedup_rows(offsets, out)
+            });
+        let out: Vec<u32> = out.into_iter().map(AtomicU32::into_inner).collect();
+        sort_dedup_rows(offsets, out)
     }
 
     /// The transpose, with `n_cols` rows; each output row is sorted ascending.
     pub fn transpose(&self, n_cols: usize) -> Csr {
-        let mut counts = zeroed_huge::<u64>(n_cols + 1);
-        for &v in &self.values {
-            counts[v as usize + 1] += 1;
-        }
-        for c in 0..n_cols {
-            counts[c + 1] += counts[c];
-        }
-        let mut cursor = counts[..n_cols].to_vec();
-        let mut out = zeroed_huge::<u32>(self.values.len());
-        for r in 0..self.n_rows() {
-            for &v in self.row(r) {
-                let at = &mut cursor[v as usize];
-                out[*at as usize] = r as u32;
-                *at += 1;
+        self.transpose_labelled(n_cols, |r| r as u32)
+    }
+
+    /// The transpose where input row `r` appears as `label(r)` (monotone in `r`, so output
+    /// rows stay sorted).
+    ///
+    /// Rows are split into parts of similar size; each part counts its values, then writes
+    /// them at cursors that start where the previous parts' entries end, so the parts fill
+    /// disjoint slots in row order and every output row comes out sorted.
+    pub fn transpose_labelled(&self, n_cols: usize, label: impl Fn(usize) -> u32 + Sync) -> Csr {
+        let n_rows = self.n_rows();
+        let parts = (rayon::current_num_threads() * 2).clamp(1, n_rows.max(1));
+        let nnz = self.nnz() as u64;
+        let bounds: Vec<usize> = (0..=parts)
+            .map(|p| {
+                self.offsets
+                    .partition_point(|&o| o < nnz * p as u64 / parts as u64)
+                    .min(n_rows)
+            })
+            .map(|r| r.min(n_rows))
+            .collect();
+        let mut bounds = bounds;
+        bounds[0] = 0;
+        bounds[parts] = n_rows;
+        let mut part_counts: Vec<Vec<u64>> = (0..parts)
+            .into_par_iter()
+            .map(|p| {
+                let mut c = vec![0u64; n_cols];
+                let (lo, hi) = (self.offsets[bounds[p]], self.offsets[bounds[p + 1]]);
+                for &v in &self.values[lo as usize..hi as usize] {
+                    c[v as usize] += 1;
+                }
+                c
+            })
+            .collect();
+        let mut offsets = zeroed_huge::<u64>(n_cols + 1);
+        for col in 0..n_cols {
+            let mut at = offsets[col];
+            for pc in part_counts.iter_mut() {
+                let n = pc[col];
+                pc[col] = at; // now this part's cursor for `col`
+                at += n;
             }
+            offsets[col + 1] = at;
         }
+        let out: Vec<AtomicU32> = zeroed_huge_atomic(self.values.len());
+        part_counts
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(p, mut cursor)| {
+                for r in bounds[p]..bounds[p + 1] {
+                    for &v in self.row(r) {
+                        out[cursor[v as usize] as usize].store(label(r), Relaxed);
+                        cursor[v as usize] += 1;
+                    }
+                }
+            });
         Csr {
-            offsets: counts,
-            values: out,
+            offsets,
+            values: out.into_iter().map(AtomicU32::into_inner).collect(),
         }
     }
 }
 
-fn sort_rows(offsets: &[u64], values: &mut [u32]) {
+/// Sorts and de-duplicates every row in parallel, then closes the gaps.
+fn sort_dedup_rows(mut offsets: Vec<u64>, mut values: Vec<u32>) -> Csr {
     let mut slices: Vec<&mut [u32]> = Vec::with_capacity(offsets.len());
-    let mut rest = values;
+    let mut rest = &mut values[..];
     for w in offsets.windows(2) {
         let (head, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
         slices.push(head);
         rest = tail;
     }
-    slices
+    let kept: Vec<u64> = slices
         .par_iter_mut()
         .with_min_len(4096)
-        .for_each(|s| s.sort_unstable());
-}
-
-fn dedup_rows(mut offsets: Vec<u64>, mut values: Vec<u32>) -> Csr {
-    let mut write = 0usize;
-    let mut start = 0usize;
-    for r in 0..offsets.len() - 1 {
-        let end = offsets[r + 1] as usize;
-        let row_start = write;
-        for i in start..end {
-            let v = values[i];
-            if write == row_start || values[write - 1] != v {
-                values[write] = v;
-                write += 1;
+        .map(|s| {
+            s.sort_unstable();
+            let mut w = 0;
+            for i in 0..s.len() {
+                if w == 0 || s[w - 1] != s[i] {
+                    s[w] = s[i];
+                    w += 1;
+                }
             }
-        }
-        offsets[r] = row_start as u64;
-        start = end;
+            w as u64
+        })
+        .collect();
+    drop(slices);
+    let mut write = 0u64;
+    for (r, &len) in kept.iter().enumerate() {
+        let start = offsets[r];
+        values.copy_within(start as usize..(start + len) as usize, write as usize);
+        offsets[r] = write;
+        write += len;
     }
     let last = offsets.len() - 1;
-    offsets[last] = write as u64;
+    offsets[last] = write;
     // No shrink_to_fit: reallocating would give up the huge pages for a few percent of memory.
-    values.truncate(write);
+    values.truncate(write as usize);
     Csr { offsets, values }
+}
+
+/// Like [`zeroed_huge`], for atomics (all-zero bytes are a valid zero atomic).
+fn zeroed_huge_atomic<A: Default>(len: usize) -> Vec<A> {
+    let mut v: Vec<A> = Vec::with_capacity(len);
+    advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<A>());
+    v.resize_with(len, A::default);
+    v
 }
 
 #[cfg(test)]

@@ -82,98 +82,122 @@ struct Scratch {
     heap: std::collections::BinaryHeap<Worst>,
 }
 
-/// Computes top-`k` neighbours for items in `rows`.
-///
-/// `baskets` maps basket -> sorted distinct items; `item_baskets` is its transpose;
-/// `degree[j]` is the number of baskets holding `j` (the diagonal `C_jj`).
-pub fn top_k(
-    baskets: &Csr,
-    item_baskets: &Csr,
-    degree: &[u32],
-    sim: Similarity,
-    k: usize,
-    rows: Range<usize>,
-) -> TopK {
-    let n_items = degree.len();
-    // One scratch per worker thread (not per rayon split: a fresh 4*n-byte counter per
-    // split costs more in page zeroing than the counting itself).
-    let scratch = thread_local::ThreadLocal::new();
-    let lists: Vec<Vec<(f64, u32)>> = rows
-        .clone()
-        .into_par_iter()
-        .with_max_len(64)
-        .map(|i| {
-            let s = scratch.get_or(|| {
-                RefCell::new(Scratch {
-                    counts: vec![0; n_items],
-                    touched: vec![0; n_items + 1],
-                    heap: std::collections::BinaryHeap::with_capacity(k + 1),
-                })
-            });
-            row_top_k(
-                baskets,
-                item_baskets,
-                degree,
-                sim,
-                k,
-                i,
-                &mut s.borrow_mut(),
-            )
-        })
-        .collect();
-    let mut out = TopK {
-        indptr: Vec::with_capacity(lists.len() + 1),
-        indices: Vec::new(),
-        scores: Vec::new(),
-    };
-    out.indptr.push(0);
-    for l in lists {
-        for (s, j) in l {
-            out.indices.push(j);
-            out.scores.push(s as f32);
+/// Everything the kernel reads, laid out for it.
+pub struct CoocIndex {
+    /// Every basket as `[len, item, item, ...]`, back to back: visiting a basket is one
+    /// random access (a separate offsets array would make it two).
+    packed: Vec<u32>,
+    /// Per item, the positions in `packed` of the baskets that hold it, ascending.
+    item_baskets: Csr,
+    /// Baskets per item: the diagonal `C_jj`.
+    degree: Vec<u32>,
+}
+
+impl CoocIndex {
+    /// Lays out `baskets` (rows of sorted distinct items) for the kernel.
+    pub fn build(baskets: &Csr, n_items: usize) -> CoocIndex {
+        let n = baskets.n_rows();
+        assert!(
+            baskets.nnz() + n < u32::MAX as usize,
+            "more than 4 billion basket entries: positions no longer fit 32 bits"
+        );
+        let mut packed = crate::csr::zeroed_huge::<u32>(baskets.nnz() + n);
+        let mut pos = Vec::with_capacity(n);
+        let mut at = 0usize;
+        for b in 0..n {
+            let row = baskets.row(b);
+            pos.push(at as u32);
+            packed[at] = row.len() as u32;
+            packed[at + 1..at + 1 + row.len()].copy_from_slice(row);
+            at += 1 + row.len();
         }
-        out.indptr.push(out.indices.len() as u64);
+        let item_baskets = baskets.transpose_labelled(n_items, |b| pos[b]);
+        let degree = (0..n_items)
+            .map(|i| item_baskets.row_len(i) as u32)
+            .collect();
+        CoocIndex {
+            packed,
+            item_baskets,
+            degree,
+        }
     }
-    out
+
+    pub fn degree(&self) -> &[u32] {
+        &self.degree
+    }
+
+    pub fn n_items(&self) -> usize {
+        self.degree.len()
+    }
+
+    /// Top-`k` neighbours of the items in `rows`.
+    pub fn top_k(&self, sim: Similarity, k: usize, rows: Range<usize>) -> TopK {
+        let n_items = self.n_items();
+        // One scratch per worker thread (not per rayon split: a fresh 4*n-byte counter per
+        // split costs more in page zeroing than the counting itself).
+        let scratch = thread_local::ThreadLocal::new();
+        let lists: Vec<Vec<(f64, u32)>> = rows
+            .into_par_iter()
+            .with_max_len(64)
+            .map(|i| {
+                let s = scratch.get_or(|| {
+                    RefCell::new(Scratch {
+                        counts: vec![0; n_items],
+                        touched: vec![0; n_items + 1],
+                        heap: std::collections::BinaryHeap::with_capacity(k + 1),
+                    })
+                });
+                row_top_k(self, sim, k, i, &mut s.borrow_mut())
+            })
+            .collect();
+        let mut out = TopK {
+            indptr: Vec::with_capacity(lists.len() + 1),
+            indices: Vec::new(),
+            scores: Vec::new(),
+        };
+        out.indptr.push(0);
+        for l in lists {
+            for (s, j) in l {
+                out.indices.push(j);
+                out.scores.push(s as f32);
+            }
+            out.indptr.push(out.indices.len() as u64);
+        }
+        out
+    }
 }
 
 fn row_top_k(
-    baskets: &Csr,
-    item_baskets: &Csr,
-    degree: &[u32],
+    idx: &CoocIndex,
     sim: Similarity,
     k: usize,
     i: usize,
     s: &mut Scratch,
 ) -> Vec<(f64, u32)> {
-    // Baskets are scattered over ~100 MB: the loads of their offsets and items are cache
-    // misses. Prefetch offsets FAR ahead and items NEAR ahead (their offsets are cached by
-    // then), so many misses are in flight at once instead of one at a time.
-    const FAR: usize = 16;
+    // Baskets are scattered over ~100 MB, so each visit is a cache (and TLB) miss. Prefetch
+    // a basket's first line NEAR visits ahead, and its last line HALF ahead (its length is
+    // cached by then), so many misses are in flight at once instead of one at a time.
     const NEAR: usize = 8;
-    let bs = item_baskets.row(i);
-    let (offsets, items) = (&baskets.offsets, &baskets.values);
+    const HALF: usize = 4;
+    let ps = idx.item_baskets.row(i);
+    let data = &idx.packed[..];
+    let degree = &idx.degree[..];
     // `touched` has room for every item; a slot is written for every update but only kept
     // (len advances) on an item's first touch: no data-dependent branch to mispredict.
     let counts = &mut s.counts[..];
     let touched = &mut s.touched[..];
     let mut n_touched = 0usize;
-    for (t, &b) in bs.iter().enumerate() {
-        if let Some(&f) = bs.get(t + FAR) {
-            prefetch(offsets.as_ptr().wrapping_add(f as usize));
+    for (t, &p) in ps.iter().enumerate() {
+        if let Some(&n) = ps.get(t + NEAR) {
+            prefetch(data.as_ptr().wrapping_add(n as usize));
         }
-        if let Some(&n) = bs.get(t + NEAR) {
-            let n = n as usize;
-            prefetch(items.as_ptr().wrapping_add(offsets[n] as usize));
-            // A basket can straddle two cache lines.
-            prefetch(
-                items
-                    .as_ptr()
-                    .wrapping_add(offsets[n + 1] as usize)
-                    .wrapping_sub(1),
-            );
+        if let Some(&h) = ps.get(t + HALF) {
+            let h = h as usize;
+            prefetch(data.as_ptr().wrapping_add(h + data[h] as usize));
         }
-        for &j in baskets.row(b as usize) {
+        let p = p as usize;
+        let len = data[p] as usize;
+        for &j in &data[p + 1..p + 1 + len] {
             let c = &mut counts[j as usize];
             touched[n_touched] = j;
             n_touched += (*c == 0) as usize;
@@ -264,13 +288,6 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-/// Baskets per item: the row lengths of the transpose.
-pub fn degrees(item_baskets: &Csr) -> Vec<u32> {
-    (0..item_baskets.n_rows())
-        .map(|i| item_baskets.row_len(i) as u32)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,25 +306,23 @@ mod tests {
     fn cosine_on_a_small_example() {
         // baskets: {0,1}, {0,1,2}, {2}
         let b = csr(&[&[0, 1], &[0, 1, 2], &[2]]);
-        let t = b.transpose(3);
-        let d = degrees(&t);
-        assert_eq!(d, vec![2, 2, 2]);
-        let m = top_k(&b, &t, &d, Similarity::Cosine, 10, 0..3);
+        let idx = CoocIndex::build(&b, 3);
+        assert_eq!(idx.degree(), &[2, 2, 2]);
+        let m = idx.top_k(Similarity::Cosine, 10, 0..3);
         assert_eq!(m.row(0).0, &[1, 2]);
         assert_eq!(m.row(0).1, &[1.0, 0.5]);
         assert_eq!(m.row(2).0, &[0, 1]); // tie at 0.5: lower id first
-        let j = top_k(&b, &t, &d, Similarity::Jaccard, 1, 0..3);
+        let j = idx.top_k(Similarity::Jaccard, 1, 0..3);
         assert_eq!(j.row(2), (&[0u32][..], &[(1.0f64 / 3.0) as f32][..]));
     }
 
     #[test]
     fn split_rows_append_to_the_whole() {
         let b = csr(&[&[0, 1, 3], &[1, 2], &[0, 2, 3], &[3]]);
-        let t = b.transpose(4);
-        let d = degrees(&t);
-        let whole = top_k(&b, &t, &d, Similarity::Cosine, 2, 0..4);
-        let mut parts = top_k(&b, &t, &d, Similarity::Cosine, 2, 0..1);
-        parts.append(top_k(&b, &t, &d, Similarity::Cosine, 2, 1..4));
+        let idx = CoocIndex::build(&b, 4);
+        let whole = idx.top_k(Similarity::Cosine, 2, 0..4);
+        let mut parts = idx.top_k(Similarity::Cosine, 2, 0..1);
+        parts.append(idx.top_k(Similarity::Cosine, 2, 1..4));
         assert_eq!(whole, parts);
         assert!(whole.avg_top1() > 0.0);
     }

@@ -95,8 +95,7 @@ pub fn fit(
             .collect();
         Csr::from_pairs(data.n_baskets, &data.basket, &data.item, Some(&flipped))
     });
-    let item_baskets = baskets.transpose(n_items);
-    let degree = kernel::degrees(&item_baskets);
+    let index = kernel::CoocIndex::build(&baskets, n_items);
     timings.push(("count", phase.finish()));
     let work: u64 = (0..baskets.n_rows())
         .map(|b| (baskets.row_len(b) as u64).pow(2))
@@ -113,12 +112,12 @@ pub fn fit(
     );
 
     let phase = Phase::start("similarity/top-K");
-    let topk = kernel::top_k(&baskets, &item_baskets, &degree, sim, k, 0..n_items);
+    let topk = index.top_k(sim, k, 0..n_items);
     timings.push(("similarity/top-K", phase.finish()));
 
     let evaluation: Option<Evaluation> = test.map(|test| {
         let phase = Phase::start("evaluate");
-        let e = eval::evaluate(&topk, &baskets, &test, &degree, k);
+        let e = eval::evaluate(&topk, &baskets, &test, index.degree(), k);
         timings.push(("evaluate", phase.finish()));
         e
     });

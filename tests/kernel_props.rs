@@ -4,7 +4,7 @@
 use cooc::artifact::{Keys, Similarity};
 use cooc::csr::Csr;
 use cooc::input::Interactions;
-use cooc::kernel::{degrees, top_k};
+use cooc::kernel::CoocIndex;
 use proptest::prelude::*;
 
 /// Dense C = XᵀX over distinct (basket, item) pairs, scores in f64 exactly as documented,
@@ -68,9 +68,7 @@ proptest! {
     fn kernel_matches_naive((n, baskets) in baskets_strategy(), k in 1usize..12, jaccard in any::<bool>()) {
         let sim = if jaccard { Similarity::Jaccard } else { Similarity::Cosine };
         let csr = to_csr(&baskets);
-        let t = csr.transpose(n);
-        let d = degrees(&t);
-        let got = top_k(&csr, &t, &d, sim, k, 0..n);
+        let got = CoocIndex::build(&csr, n).top_k(sim, k, 0..n);
         let want = naive(&baskets, n, sim, k);
         for (i, w) in want.iter().enumerate() {
             let (ids, scores) = got.row(i);
