@@ -9,7 +9,7 @@
 //! serving. Owns nothing about training.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -47,6 +47,10 @@ pub struct Live {
     pub version: String,
     pub model: Model,
     version_header: HeaderValue,
+    /// Rendered `/recommend` bodies for `DEFAULT_K`, filled on first request per book. The
+    /// model is immutable, so an answer never changes while this version is live; the
+    /// cache goes with the version on reload. At most one body per item.
+    default_k_bodies: Vec<OnceLock<Bytes>>,
 }
 
 /// Shared by every request and the reload loop. Lives for the whole process (leaked once
@@ -121,10 +125,12 @@ impl AppState {
                 );
                 let version_header = HeaderValue::from_str(&version)
                     .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+                let default_k_bodies = (0..model.n_items()).map(|_| OnceLock::new()).collect();
                 self.live.store(Some(Arc::new(Live {
                     version: version.clone(),
                     model,
                     version_header,
+                    default_k_bodies,
                 })));
                 *failed = None;
                 Reload::Loaded(version)
@@ -216,10 +222,18 @@ async fn method_not_allowed(State(state): St) -> Response {
     recorded(state, Route::Other, Instant::now(), resp)
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize, live: Option<&Live>) -> Response {
+fn render(body: &impl Serialize) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(512);
     serde_json::to_writer(&mut bytes, body).expect("response serialises");
-    let mut resp = Response::new(Body::from(bytes));
+    bytes
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize, live: Option<&Live>) -> Response {
+    json_bytes(status, Body::from(render(body)), live)
+}
+
+fn json_bytes(status: StatusCode, body: Body, live: Option<&Live>) -> Response {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -411,15 +425,16 @@ async fn recommend_inner(state: &AppState, query: Option<String>) -> Response {
             format!("book_id {key} not found in model {}", live.version),
         );
     };
-    json_response(
-        StatusCode::OK,
-        &RecommendBody {
-            book_id: key,
-            k,
-            recommendations: recommendations(model, item, k),
-        },
-        Some(live),
-    )
+    let answer = |k| RecommendBody {
+        book_id: key,
+        k,
+        recommendations: recommendations(model, item, k),
+    };
+    if k == state.cfg.default_k {
+        let body = live.default_k_bodies[item].get_or_init(|| Bytes::from(render(&answer(k))));
+        return json_bytes(StatusCode::OK, Body::from(body.clone()), Some(live));
+    }
+    json_response(StatusCode::OK, &answer(k), Some(live))
 }
 
 async fn model_info(State(state): St, UrlPath(spec): UrlPath<String>) -> Response {

@@ -181,8 +181,18 @@ fn the_whole_contract() {
         assert_eq!(body["detail"][0]["loc"], json!(["query", field]), "{q}");
     }
 
-    // :predict
+    // :predict renders every answer; /recommend at DEFAULT_K serves a cached body: same bytes.
     let url = format!("{b}/v1/models/recommender:predict");
+    for book in [10, 20, 30] {
+        let (_, _, cached) = get(&format!("{b}/recommend?book_id={book}"));
+        let (_, _, again) = get(&format!("{b}/recommend?book_id={book}&k=1"));
+        let (_, fresh) = post(
+            &url,
+            &format!(r#"{{"instances":[{{"book_id":{book},"k":1}}]}}"#),
+        );
+        assert_eq!(cached, again);
+        assert_eq!(cached, fresh["predictions"][0], "book {book}");
+    }
     let (s, body) = post(
         &url,
         r#"{"instances":[{"book_id":10,"k":2},{"book_id":99},{"book_id":30}]}"#,
