@@ -123,7 +123,12 @@ impl AppState {
                     load_ms = secs * 1e3,
                     "model live"
                 );
-                let version_header = HeaderValue::from_str(&version)
+                // Leaked once per reload (a few bytes; reloads are rare) so that the header
+                // is `'static`: cloning it per response then costs nothing, where a shared
+                // or copied value costs an atomic or an allocation on every answer.
+                let leaked: &'static str = Box::leak(version.clone().into_boxed_str());
+                let version_header = HeaderValue::from_str(leaked)
+                    .map(|_| HeaderValue::from_static(leaked))
                     .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
                 let default_k_bodies = (0..model.n_items()).map(|_| OnceLock::new()).collect();
                 self.live.store(Some(Arc::new(Live {
@@ -241,10 +246,7 @@ fn json_bytes(status: StatusCode, body: Body, live: Option<&Live>) -> Response {
         HeaderValue::from_static("application/json"),
     );
     if let Some(l) = live {
-        // A copy, not a clone: cloning shares one atomic reference count across workers.
-        if let Ok(v) = HeaderValue::from_bytes(l.version_header.as_bytes()) {
-            h.insert("x-model-version", v);
-        }
+        h.insert("x-model-version", l.version_header.clone());
     }
     resp
 }
