@@ -14,7 +14,7 @@ use cooc::error::{exit_code, ConfigError};
 use cooc::gen::{GenSpec, Size};
 use cooc::input::BasketBy;
 use cooc::train::{Gates, Output, Source, TrainPlan, MAX_TOP_K};
-use cooc_serve::server::{self, Config, MAX_K};
+use cooc_serve::server::ServeArgs;
 use cooc_serve::store::ModelStore;
 
 /// Item co-occurrence recommenders: generate data, train top-K neighbours, serve them.
@@ -174,20 +174,6 @@ enum ModelsCmd {
 }
 
 #[derive(Args, Debug)]
-struct ServeArgs {
-    #[arg(long, env = "MODEL_DIR", default_value = "/workspace/model")]
-    model_dir: PathBuf,
-    #[arg(long, env = "MODEL_NAME", default_value = "recommender")]
-    model_name: String,
-    #[arg(long, env = "DEFAULT_K", default_value_t = 5)]
-    default_k: u32,
-    #[arg(long, env = "LISTEN", default_value = "0.0.0.0:8080")]
-    listen: String,
-    #[arg(long, env = "RELOAD_INTERVAL_MS", default_value_t = 2000)]
-    reload_interval_ms: u64,
-}
-
-#[derive(Args, Debug)]
 struct DemoArgs {
     #[arg(long, value_enum, default_value = "m")]
     size: Size,
@@ -276,23 +262,8 @@ fn train_plan(a: TrainArgs) -> anyhow::Result<TrainPlan> {
 }
 
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    if !(1..=MAX_K).contains(&a.default_k) {
-        return Err(
-            ConfigError(format!("DEFAULT_K={} is outside 1..={MAX_K}", a.default_k)).into(),
-        );
-    }
-    let cfg = Config {
-        model_dir: a.model_dir,
-        model_name: a.model_name,
-        default_k: a.default_k,
-        reload_interval: Duration::from_millis(a.reload_interval_ms.max(50)),
-    };
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&a.listen)
-            .await
-            .with_context(|| format!("listening on {}", a.listen))?;
-        server::run(listener, cfg, server::shutdown_signal()).await
-    })
+    let cfg = a.config().map_err(ConfigError)?;
+    tokio::runtime::Runtime::new()?.block_on(a.serve(cfg))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

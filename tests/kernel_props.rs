@@ -41,13 +41,18 @@ fn naive(baskets: &[Vec<u32>], n: usize, sim: Similarity, k: usize) -> Vec<Vec<(
         .collect()
 }
 
-fn to_csr(baskets: &[Vec<u32>]) -> Csr {
-    let rows: Vec<u32> = baskets
+/// (basket, item) pairs of nested baskets, as parallel columns.
+fn flatten(baskets: &[Vec<u32>]) -> (Vec<u32>, Vec<u32>) {
+    let rows = baskets
         .iter()
         .enumerate()
         .flat_map(|(b, items)| std::iter::repeat_n(b as u32, items.len()))
         .collect();
-    let vals: Vec<u32> = baskets.iter().flatten().copied().collect();
+    (rows, baskets.iter().flatten().copied().collect())
+}
+
+fn to_csr(baskets: &[Vec<u32>]) -> Csr {
+    let (rows, vals) = flatten(baskets);
     Csr::from_pairs(baskets.len(), &[rows], &[vals], None)
 }
 
@@ -79,12 +84,7 @@ proptest! {
 }
 
 fn interactions(baskets: &[Vec<u32>], n: usize) -> Interactions {
-    let rows: Vec<u32> = baskets
-        .iter()
-        .enumerate()
-        .flat_map(|(b, items)| std::iter::repeat_n(b as u32, items.len()))
-        .collect();
-    let vals: Vec<u32> = baskets.iter().flatten().copied().collect();
+    let (rows, vals) = flatten(baskets);
     let times: Vec<i64> = baskets
         .iter()
         .flat_map(|items| (0..items.len() as i64).map(|t| t / 2))

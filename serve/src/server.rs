@@ -30,6 +30,54 @@ use crate::store::ModelStore;
 /// Largest `k` a request may ask for (the reference contract's bound).
 pub const MAX_K: u32 = 100;
 
+/// Server settings as given on the command line or in the environment (both binaries that
+/// serve, `cooc-serve` and `cooc serve`, take exactly these).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Model store directory (holds CURRENT and one directory per version).
+    #[arg(long, env = "MODEL_DIR", default_value = "/workspace/model")]
+    pub model_dir: std::path::PathBuf,
+    /// Name served under /v1/models/<name>.
+    #[arg(long, env = "MODEL_NAME", default_value = "recommender")]
+    pub model_name: String,
+    /// k when a request gives none (1..=100).
+    #[arg(long, env = "DEFAULT_K", default_value_t = 5)]
+    pub default_k: u32,
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// How often CURRENT is checked for a new version, in milliseconds.
+    #[arg(long, env = "RELOAD_INTERVAL_MS", default_value_t = 2000)]
+    pub reload_interval_ms: u64,
+}
+
+impl ServeArgs {
+    /// Validates the settings.
+    pub fn config(&self) -> Result<Config, String> {
+        if !(1..=MAX_K).contains(&self.default_k) {
+            return Err(format!(
+                "DEFAULT_K={} is outside 1..={MAX_K}",
+                self.default_k
+            ));
+        }
+        Ok(Config {
+            model_dir: self.model_dir.clone(),
+            model_name: self.model_name.clone(),
+            default_k: self.default_k,
+            reload_interval: Duration::from_millis(self.reload_interval_ms.max(50)),
+        })
+    }
+
+    /// Binds the listener and serves until SIGTERM or SIGINT.
+    pub async fn serve(&self, cfg: Config) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let listener = TcpListener::bind(&self.listen)
+            .await
+            .with_context(|| format!("listening on {}", self.listen))?;
+        run(listener, cfg, shutdown_signal()).await
+    }
+}
+
 /// Validated server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
