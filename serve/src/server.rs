@@ -614,13 +614,17 @@ async fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response 
             .find(key)
             .map(|item| recommendations(model, item, k))
             .unwrap_or_default();
-        predictions.push(json!({ "book_id": key, "k": k, "recommendations": recs }));
+        predictions.push(RecommendBody {
+            book_id: key,
+            k,
+            recommendations: recs,
+        });
     }
-    json_response(
-        StatusCode::OK,
-        &json!({ "predictions": predictions }),
-        Some(live),
-    )
+    #[derive(Serialize)]
+    struct PredictBody<'a> {
+        predictions: Vec<RecommendBody<'a>>,
+    }
+    json_response(StatusCode::OK, &PredictBody { predictions }, Some(live))
 }
 
 /// Resolves on SIGTERM or SIGINT.

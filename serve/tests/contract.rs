@@ -41,7 +41,7 @@ fn model_bytes(top_k: u32, first_score: f32) -> Vec<u8> {
         authors: Some(&authors),
         indptr: &[0, 2, 4, 5],
         indices: &[1, 2, 0, 2, 0],
-        scores: &[first_score, 0.25, first_score, 0.125, 0.25],
+        scores: &[first_score, 0.3, first_score, 0.1, 0.3],
     })
 }
 
@@ -130,7 +130,7 @@ fn the_whole_contract() {
     assert_eq!((s, &body["status"]), (503, &json!("not ready")));
     assert_eq!(get(&format!("{b}/recommend?book_id=10")).0, 503);
 
-    store.publish("v1", &model_bytes(2, 0.5)).unwrap();
+    store.publish("v1", &model_bytes(2, 0.7)).unwrap();
     store.promote("v1").unwrap();
     wait_for("v1 to load", || get(&format!("{b}/ready")).0 == 200);
     assert_eq!(
@@ -153,7 +153,7 @@ fn the_whole_contract() {
     assert_eq!(
         body,
         json!({"book_id": 10, "k": 1, "recommendations": [
-            {"book_id": 20, "score": 0.5, "title": "Twenty", "author": null}
+            {"book_id": 20, "score": 0.7, "title": "Twenty", "author": null}
         ]})
     );
     let (_, _, body) = get(&format!("{b}/recommend?book_id=10&k=100"));
@@ -162,7 +162,7 @@ fn the_whole_contract() {
     assert_eq!(recs.len(), 2, "never more than the model holds");
     assert_eq!(
         recs[1],
-        json!({"book_id": 30, "score": 0.25, "title": null, "author": "C"})
+        json!({"book_id": 30, "score": 0.3, "title": null, "author": "C"})
     );
 
     // Errors: unknown book 404 with detail; bad parameters 422 in FastAPI's shape.
@@ -180,6 +180,27 @@ fn the_whole_contract() {
         assert_eq!(s, 422, "{q}");
         assert_eq!(body["detail"][0]["loc"], json!(["query", field]), "{q}");
     }
+
+    // Scores are the stored f32s in shortest form ("0.7", not "0.699999988079071"), and
+    // fields come in the contract's order, on both routes.
+    let raw = ureq::get(&format!("{b}/recommend?book_id=10&k=2"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(
+        raw,
+        r#"{"book_id":10,"k":2,"recommendations":[{"book_id":20,"score":0.7,"title":"Twenty","author":null},{"book_id":30,"score":0.3,"title":null,"author":"C"}]}"#
+    );
+    let raw = ureq::post(&format!("{b}/v1/models/recommender:predict"))
+        .send_string(r#"{"instances":[{"book_id":10,"k":2}]}"#)
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(
+        raw,
+        r#"{"predictions":[{"book_id":10,"k":2,"recommendations":[{"book_id":20,"score":0.7,"title":"Twenty","author":null},{"book_id":30,"score":0.3,"title":null,"author":"C"}]}]}"#
+    );
 
     // :predict renders every answer; /recommend at DEFAULT_K serves a cached body: same bytes.
     let url = format!("{b}/v1/models/recommender:predict");
@@ -219,18 +240,18 @@ fn the_whole_contract() {
     assert_eq!(post(&format!("{b}/v1/models/other:predict"), "{}").0, 404);
 
     // Hot reload: a good new version is picked up.
-    store.publish("v2", &model_bytes(2, 0.75)).unwrap();
+    store.publish("v2", &model_bytes(2, 0.9)).unwrap();
     store.promote("v2").unwrap();
     wait_for("v2 to load", || {
         get(&format!("{b}/recommend?book_id=10")).1.as_deref() == Some("v2")
     });
     assert_eq!(
         get(&format!("{b}/recommend?book_id=10")).2["recommendations"][0]["score"],
-        0.75
+        0.9
     );
 
     // A corrupt CURRENT is refused and counted; v2 keeps serving.
-    let mut bytes = model_bytes(2, 0.9);
+    let mut bytes = model_bytes(2, 0.6);
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     let v3 = dir.path().join("v3");
