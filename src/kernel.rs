@@ -207,17 +207,24 @@ fn row_top_k(
     let c_ii = degree[i];
     let heap = &mut s.heap;
     heap.clear();
+    // While the heap holds k, a candidate needs c >= c_min to possibly qualify: with C_jj
+    // >= c, `below(c, c_ii, c, tau)` is `c < t` for the `t` below, and for an integer c that
+    // is exactly `c < ceil(t)`. One integer compare rejects most candidates.
+    let mut c_min = 0u32;
+    let floor = |tau: f64| -> u32 {
+        let t = match sim {
+            Similarity::Cosine => tau * tau * c_ii as f64 * SLACK,
+            Similarity::Jaccard => tau * c_ii as f64 * SLACK,
+        };
+        t.ceil().min(u32::MAX as f64) as u32
+    };
     for &j in &touched[..n_touched] {
         let c = std::mem::take(&mut counts[j as usize]);
-        if j as usize == i {
+        if c < c_min || j as usize == i {
             continue;
         }
         if heap.len() == k {
             let tau = heap.peek().map_or(0.0, |w| w.0 .0);
-            // C_jj >= c: a bound that needs no load of degree[j] prunes most candidates.
-            if below(sim, c, c_ii, c, tau) {
-                continue;
-            }
             let c_jj = degree[j as usize];
             if below(sim, c, c_ii, c_jj, tau) {
                 continue;
@@ -230,6 +237,9 @@ fn row_top_k(
             }
         } else {
             heap.push(Worst((score(sim, c, c_ii, degree[j as usize]), j)));
+        }
+        if heap.len() == k {
+            c_min = floor(heap.peek().map_or(0.0, |w| w.0 .0));
         }
     }
     // Ascending in `Worst` order is best first.
@@ -246,7 +256,6 @@ fn row_top_k(
 /// that could equal or beat `tau` after rounding is never skipped: the result is exact.
 #[inline]
 fn below(sim: Similarity, c: u32, a: u32, b: u32, tau: f64) -> bool {
-    const SLACK: f64 = 1.0 - 1e-9;
     let (c, a, b) = (c as f64, a as f64, b as f64);
     match sim {
         // c / sqrt(ab) < tau  <=>  c^2 < tau^2 ab   (all exact in f64 below 2^26 baskets)
@@ -254,6 +263,9 @@ fn below(sim: Similarity, c: u32, a: u32, b: u32, tau: f64) -> bool {
         Similarity::Jaccard => c < tau * (a + b - c) * SLACK,
     }
 }
+
+/// Margin of the pruning tests: 1e-9 relative dwarfs f64 rounding (~1e-16).
+const SLACK: f64 = 1.0 - 1e-9;
 
 /// A candidate in the bounded heap, ordered so that the heap's top is the worst kept.
 #[derive(Debug, Clone, Copy)]
