@@ -125,16 +125,14 @@ impl Csr {
         let n_rows = self.n_rows();
         let parts = (rayon::current_num_threads() * 2).clamp(1, n_rows.max(1));
         let nnz = self.nnz() as u64;
-        let bounds: Vec<usize> = (0..=parts)
+        // Row boundaries that split the entries evenly; the last part ends at the last row.
+        let mut bounds: Vec<usize> = (0..=parts)
             .map(|p| {
                 self.offsets
                     .partition_point(|&o| o < nnz * p as u64 / parts as u64)
                     .min(n_rows)
             })
-            .map(|r| r.min(n_rows))
             .collect();
-        let mut bounds = bounds;
-        bounds[0] = 0;
         bounds[parts] = n_rows;
         let mut part_counts: Vec<Vec<u64>> = (0..parts)
             .into_par_iter()

@@ -172,7 +172,6 @@ struct ChunkOut {
     item: Col,
     time: Vec<i64>,
     crc: crc32fast::Hasher,
-    len: u64,
 }
 
 enum ChunkErr {
@@ -355,7 +354,6 @@ fn parse_chunk(
         item: rows.item.finish(),
         time: rows.time,
         crc,
-        len: buf.len() as u64,
     })
 }
 
@@ -536,7 +534,6 @@ pub fn read_orders(path: &Path, opts: OrdersOptions) -> Result<Interactions, Inp
     let mut time = Vec::with_capacity(chunks.len());
     for c in chunks {
         crc.combine(&c.crc);
-        let _ = c.len;
         n_rows += c.item.len() as u64;
         baskets.push(c.basket);
         items.push(c.item);
