@@ -10,6 +10,8 @@
 //! - [`train`]: the validated plan and the single-process pipeline, quality gates, publish.
 //! - [`inspect`]: summaries and CSV export of a model.
 //! - [`demo`]: generate, train, register and serve in one command.
+//! - [`gang`]: the multi-rank runtime's pure layers: JobSet identity and peer names,
+//!   collective schedules.
 //! - [`error`]: typed errors and the documented exit codes.
 //!
 //! The artifact format and the model store live in [`cooc_serve`], which the thin server
@@ -19,6 +21,7 @@ pub mod csr;
 pub mod demo;
 pub mod error;
 pub mod eval;
+pub mod gang;
 pub mod gen;
 pub mod input;
 pub mod inspect;
