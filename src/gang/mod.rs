@@ -1,6 +1,7 @@
-//! The gang runtime's pure layers: who each rank is and who its peers are (JobSet naming),
-//! and the schedules of the collectives. The transport (QUIC) and the rank driver build on
-//! these; nothing here opens a socket.
+//! The gang runtime's layers so far: who each rank is and who its peers are (JobSet
+//! naming), the schedules of the collectives (pure), and authenticated QUIC links between
+//! ranks. The collectives over those links and the rank driver build on these.
 
 pub mod jobset;
+pub mod link;
 pub mod schedule;
