@@ -103,18 +103,21 @@ impl Node {
             .with_no_client_auth()
             .with_single_cert(vec![cert_der], key.into())
             .map_err(|e| LinkError::Tls(e.to_string()))?;
-        let server = quinn::ServerConfig::with_crypto(Arc::new(
+        let transport = Arc::new(transport_config());
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(
             QuicServerConfig::try_from(server_tls).map_err(|e| LinkError::Tls(e.to_string()))?,
         ));
+        server.transport_config(transport.clone());
         let client_tls = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| LinkError::Tls(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
             .with_no_client_auth();
-        let client = quinn::ClientConfig::new(Arc::new(
+        let mut client = quinn::ClientConfig::new(Arc::new(
             QuicClientConfig::try_from(client_tls).map_err(|e| LinkError::Tls(e.to_string()))?,
         ));
+        client.transport_config(transport);
         let mut endpoint = quinn::Endpoint::server(server, addr)
             .map_err(|source| LinkError::Bind { addr, source })?;
         endpoint.set_default_client_config(client);
@@ -226,6 +229,19 @@ impl Node {
             })?;
         Ok(hello)
     }
+}
+
+/// A peer that says nothing for this long is lost (a SIGKILLed rank sends no goodbye).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("8 s is a valid idle timeout"),
+    ));
+    // Keep idle-but-healthy links (a rank busy counting) from timing out.
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    t
 }
 
 /// Checks that a peer belongs to the same gang; the message names both sides.

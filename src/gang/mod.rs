@@ -2,6 +2,7 @@
 //! naming), the schedules of the collectives (pure), and authenticated QUIC links between
 //! ranks. The collectives over those links and the rank driver build on these.
 
+pub mod comm;
 pub mod jobset;
 pub mod link;
 pub mod schedule;

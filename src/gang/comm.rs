@@ -1,0 +1,428 @@
+//! The QUIC communicator: rendezvous into a full mesh of authenticated links, then the
+//! collectives the trainer needs, each following a schedule from [`super::schedule`].
+//!
+//! Every message is one QUIC unidirectional stream: both ends of a link run the same
+//! schedule, and a peer's streams are accepted in the order it opened them, so the k-th
+//! message received from a peer is the k-th it sent. Bulk arrays travel as their raw
+//! little-endian bytes (`bytemuck`), never re-encoded.
+//!
+//! Failures are typed for the exit codes: a rank that never arrives or is lost mid-run is
+//! retriable ([`CommError::retriable`], exit 75); a peer of another job is not (exit 2).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::link::{Link, LinkError, Node};
+use super::schedule::{balanced_blocks, shifted_exchange};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommError {
+    #[error("rendezvous: rank(s) {missing:?} did not arrive within {secs} s")]
+    Missing { missing: Vec<u32>, secs: u64 },
+    #[error("lost rank {rank} during {phase}: {detail}")]
+    Lost {
+        rank: u32,
+        phase: &'static str,
+        detail: String,
+    },
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+impl CommError {
+    /// Whether restarting the gang may help (a lost or late peer) rather than not (a peer
+    /// of another job, bad configuration).
+    pub fn retriable(&self) -> bool {
+        matches!(self, CommError::Missing { .. } | CommError::Lost { .. })
+    }
+}
+
+/// This rank's links to every other rank.
+pub struct Mesh {
+    node: Node,
+    rank: u32,
+    world: u32,
+    /// `conns[q]`: the link to rank `q` (`None` for this rank).
+    conns: Vec<Option<quinn::Connection>>,
+}
+
+/// Capped exponential backoff between connection attempts.
+const BACKOFF_START: Duration = Duration::from_millis(50);
+const BACKOFF_CAP: Duration = Duration::from_secs(2);
+
+/// Joins the gang: connects to every lower rank (retrying with capped exponential backoff,
+/// resolving `peers[q]` afresh each time, so a name that appears late or moves is found) and
+/// accepts every higher rank, until `timeout`.
+pub async fn rendezvous(
+    node: Node,
+    rank: u32,
+    peers: &[String],
+    timeout: Duration,
+) -> Result<Mesh, CommError> {
+    let world = peers.len() as u32;
+    let deadline = Instant::now() + timeout;
+    let arrived = Arc::new(Mutex::new(vec![false; world as usize]));
+    arrived.lock().unwrap_or_else(|p| p.into_inner())[rank as usize] = true;
+    let mark = |q: u32| arrived.lock().unwrap_or_else(|p| p.into_inner())[q as usize] = true;
+
+    let accept_higher = async {
+        let mut got = Vec::new();
+        while got.len() < (world - 1 - rank) as usize {
+            match node.accept().await {
+                Ok(Link { conn, peer })
+                    if peer.rank > rank && !got.iter().any(|(q, _)| *q == peer.rank) =>
+                {
+                    mark(peer.rank);
+                    got.push((peer.rank, conn));
+                }
+                Ok(Link { conn, peer }) => {
+                    tracing::warn!(
+                        peer = peer.rank,
+                        "unexpected or duplicate connection, closed"
+                    );
+                    conn.close(3u32.into(), b"unexpected rank");
+                }
+                Err(e @ LinkError::Mismatch { .. }) => return Err(CommError::from(e)),
+                Err(e) => tracing::warn!("refused a connection: {e}"),
+            }
+        }
+        Ok(got)
+    };
+    let connect_lower = async {
+        let mut got = Vec::new();
+        for q in 0..rank {
+            let mut wait = BACKOFF_START;
+            let conn = loop {
+                match resolve(&peers[q as usize]).await {
+                    Ok(addr) => match node.connect(addr, q).await {
+                        Ok(link) => break link.conn,
+                        Err(e @ LinkError::Mismatch { .. }) => return Err(CommError::from(e)),
+                        Err(e) => tracing::debug!(peer = q, "not yet: {e}"),
+                    },
+                    Err(e) => tracing::debug!(peer = q, "not resolvable yet: {e}"),
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(BACKOFF_CAP);
+            };
+            mark(q);
+            got.push((q, conn));
+        }
+        Ok(got)
+    };
+    let joined = tokio::time::timeout_at(deadline, async {
+        tokio::try_join!(accept_higher, connect_lower)
+    })
+    .await;
+    let (higher, lower) = match joined {
+        Ok(r) => r?,
+        Err(_) => {
+            let missing = arrived
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| !**a)
+                .map(|(q, _)| q as u32)
+                .collect();
+            return Err(CommError::Missing {
+                missing,
+                secs: timeout.as_secs(),
+            });
+        }
+    };
+    let mut conns = vec![None; world as usize];
+    for (q, c) in higher.into_iter().chain(lower) {
+        conns[q as usize] = Some(c);
+    }
+    Ok(Mesh {
+        node,
+        rank,
+        world,
+        conns,
+    })
+}
+
+/// Resolves `host:port`, never caching a failure (each attempt asks again).
+async fn resolve(peer: &str) -> std::io::Result<SocketAddr> {
+    tokio::net::lookup_host(peer).await?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{peer} has no address"),
+        )
+    })
+}
+
+impl Mesh {
+    pub fn rank(&self) -> u32 {
+        self.rank
+    }
+
+    pub fn world(&self) -> u32 {
+        self.world
+    }
+
+    fn conn(&self, q: u32) -> &quinn::Connection {
+        self.conns[q as usize]
+            .as_ref()
+            .expect("a link to every other rank")
+    }
+
+    async fn send(&self, to: u32, phase: &'static str, bytes: &[u8]) -> Result<(), CommError> {
+        let lost = |e: &dyn std::fmt::Display| CommError::Lost {
+            rank: to,
+            phase,
+            detail: e.to_string(),
+        };
+        let mut s = self.conn(to).open_uni().await.map_err(|e| lost(&e))?;
+        s.write_all(bytes).await.map_err(|e| lost(&e))?;
+        s.finish().map_err(|e| lost(&e))?;
+        // Done means delivered: the peer has read the whole stream. (Closing right after
+        // `finish` would otherwise drop what is still unacknowledged.)
+        match s.stopped().await {
+            Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(lost(&format!("peer stopped the stream (code {code})"))),
+            Err(e) => Err(lost(&e)),
+        }
+    }
+
+    async fn recv(&self, from: u32, phase: &'static str) -> Result<Vec<u8>, CommError> {
+        let lost = |e: &dyn std::fmt::Display| CommError::Lost {
+            rank: from,
+            phase,
+            detail: e.to_string(),
+        };
+        let mut r = self.conn(from).accept_uni().await.map_err(|e| lost(&e))?;
+        r.read_to_end(usize::MAX).await.map_err(|e| lost(&e))
+    }
+
+    /// Every rank's `mine`, in rank order.
+    pub async fn all_gather(
+        &self,
+        phase: &'static str,
+        mine: &[u8],
+    ) -> Result<Vec<Vec<u8>>, CommError> {
+        let mut out = vec![Vec::new(); self.world as usize];
+        out[self.rank as usize] = mine.to_vec();
+        for step in shifted_exchange(self.world) {
+            let e = step[self.rank as usize];
+            let (sent, got) = tokio::join!(
+                self.send(e.send_to, phase, mine),
+                self.recv(e.recv_from, phase)
+            );
+            sent?;
+            out[e.recv_from as usize] = got?;
+        }
+        Ok(out)
+    }
+
+    /// Returns once every rank has called it.
+    pub async fn barrier(&self, phase: &'static str) -> Result<(), CommError> {
+        self.all_gather(phase, &[]).await.map(|_| ())
+    }
+
+    /// Element-wise sum over all ranks, in place: reduce-scatter of equal blocks, then
+    /// all-gather of the reduced blocks.
+    pub async fn all_reduce_sum(
+        &self,
+        phase: &'static str,
+        v: &mut [u64],
+    ) -> Result<(), CommError> {
+        let blocks = balanced_blocks(&vec![1; v.len()], self.world);
+        let me = self.rank as usize;
+        for step in shifted_exchange(self.world) {
+            let e = step[me];
+            let out =
+                bytemuck::cast_slice::<u64, u8>(&v[blocks[e.send_to as usize].clone()]).to_vec();
+            let (sent, got) = tokio::join!(
+                self.send(e.send_to, phase, &out),
+                self.recv(e.recv_from, phase)
+            );
+            sent?;
+            let got = got?;
+            let theirs: &[u64] = bytemuck::try_cast_slice(&got).map_err(|_| CommError::Lost {
+                rank: e.recv_from,
+                phase,
+                detail: format!("a block of {} bytes is not whole u64s", got.len()),
+            })?;
+            for (a, b) in v[blocks[me].clone()].iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
+        let mine = bytemuck::cast_slice::<u64, u8>(&v[blocks[me].clone()]).to_vec();
+        let all = self.all_gather(phase, &mine).await?;
+        for (q, bytes) in all.iter().enumerate() {
+            if q != me {
+                let src: Vec<u64> = bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
+                v[blocks[q].clone()].copy_from_slice(&src);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rank 0 gets every rank's `mine` in rank order; the others get `None`.
+    pub async fn gather(
+        &self,
+        phase: &'static str,
+        mine: Vec<u8>,
+    ) -> Result<Option<Vec<Vec<u8>>>, CommError> {
+        if self.rank != 0 {
+            self.send(0, phase, &mine).await?;
+            return Ok(None);
+        }
+        let mut out = vec![mine];
+        for q in 1..self.world {
+            out.push(self.recv(q, phase).await?);
+        }
+        Ok(Some(out))
+    }
+
+    /// Closes every link and waits until peers have been told.
+    pub async fn close(self, reason: &str) {
+        self.node.shutdown(reason).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gang::link::{Hello, PROTOCOL_VERSION};
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn nodes(world: u32) -> (Vec<Node>, Vec<String>) {
+        let nodes: Vec<Node> = (0..world)
+            .map(|rank| {
+                let hello = Hello {
+                    protocol: PROTOCOL_VERSION,
+                    job: "job".into(),
+                    restart_attempt: 0,
+                    rank,
+                    world,
+                    fingerprint: "fp".into(),
+                };
+                Node::bind("127.0.0.1:0".parse().unwrap(), SECRET, hello).unwrap()
+            })
+            .collect();
+        let peers = nodes
+            .iter()
+            .map(|n| n.local_addr().unwrap().to_string())
+            .collect();
+        (nodes, peers)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn meshes_of_one_to_five_ranks_run_every_collective() {
+        for world in 1..=5u32 {
+            let (nodes, peers) = nodes(world);
+            let mut tasks = tokio::task::JoinSet::new();
+            for (rank, node) in nodes.into_iter().enumerate() {
+                let peers = peers.clone();
+                tasks.spawn(async move {
+                    let rank = rank as u32;
+                    let mesh = rendezvous(node, rank, &peers, Duration::from_secs(20)).await?;
+                    mesh.barrier("start").await?;
+                    let all = mesh
+                        .all_gather("gather names", format!("rank{rank}").as_bytes())
+                        .await?;
+                    let names: Vec<String> = all
+                        .into_iter()
+                        .map(|b| String::from_utf8(b).unwrap())
+                        .collect();
+                    // 11 items: uneven blocks for every world size.
+                    let mut v: Vec<u64> = (0..11u64).map(|i| i * 10 + rank as u64).collect();
+                    mesh.all_reduce_sum("totals", &mut v).await?;
+                    let got = mesh
+                        .gather("results", vec![rank as u8; rank as usize + 1])
+                        .await?;
+                    mesh.close("done").await;
+                    Ok::<_, CommError>((rank, names, v, got))
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                let (rank, names, v, got) = r.unwrap().unwrap();
+                assert_eq!(
+                    names,
+                    (0..world).map(|q| format!("rank{q}")).collect::<Vec<_>>()
+                );
+                let ranks_sum: u64 = (0..world as u64).sum();
+                let want: Vec<u64> = (0..11u64)
+                    .map(|i| i * 10 * world as u64 + ranks_sum)
+                    .collect();
+                assert_eq!(v, want, "world {world} rank {rank}");
+                if rank == 0 {
+                    let got = got.unwrap();
+                    assert_eq!(got.len(), world as usize);
+                    assert_eq!(
+                        got[world as usize - 1],
+                        vec![(world - 1) as u8; world as usize]
+                    );
+                } else {
+                    assert!(got.is_none());
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rank_that_never_arrives_is_named_at_the_deadline() {
+        let (mut nodes, peers) = nodes(3);
+        drop(nodes.pop()); // rank 2 never starts
+        let mut tasks = tokio::task::JoinSet::new();
+        for (rank, node) in nodes.into_iter().enumerate() {
+            let peers = peers.clone();
+            tasks.spawn(async move {
+                rendezvous(node, rank as u32, &peers, Duration::from_millis(1500))
+                    .await
+                    .err()
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let e = r.unwrap().expect("rendezvous must fail");
+            assert!(e.retriable());
+            assert!(
+                matches!(&e, CommError::Missing { missing, .. } if missing == &vec![2]),
+                "{e}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_rank_is_named_with_the_phase() {
+        let (nodes, peers) = nodes(3);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (rank, node) in nodes.into_iter().enumerate() {
+            let peers = peers.clone();
+            tasks.spawn(async move {
+                let mesh = rendezvous(node, rank as u32, &peers, Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                mesh.barrier("start").await.unwrap();
+                if rank == 2 {
+                    // Leaves without taking part in the next collective.
+                    mesh.close("leaving").await;
+                    return None;
+                }
+                Some(mesh.all_gather("counting", b"x").await.err())
+            });
+        }
+        let mut seen = 0;
+        while let Some(r) = tasks.join_next().await {
+            if let Some(err) = r.unwrap() {
+                let e = err.expect("the collective must fail");
+                assert!(e.retriable());
+                assert!(
+                    e.to_string().contains("rank 2") && e.to_string().contains("counting"),
+                    "{e}"
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 2);
+    }
+}
