@@ -60,6 +60,59 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
         if cause.is::<InputError>() || cause.is::<ConfigError>() || cause.is::<GateError>() {
             return Exit::Bad;
         }
+        if let Some(e) = cause.downcast_ref::<crate::gang::comm::CommError>() {
+            return if e.retriable() {
+                Exit::Retriable
+            } else {
+                Exit::Bad
+            };
+        }
+        if cause.is::<crate::gang::link::LinkError>()
+            || cause.is::<crate::gang::jobset::IdentityError>()
+        {
+            return Exit::Bad;
+        }
     }
     Exit::Failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gang::comm::CommError;
+    use anyhow::Context;
+
+    #[test]
+    fn exit_codes_follow_the_documented_table() {
+        let code = |e: anyhow::Error| exit_code(&e);
+        let lost = CommError::Lost {
+            rank: 2,
+            phase: "counting",
+            detail: "timed out".into(),
+        };
+        assert_eq!(
+            code(anyhow::Error::from(lost).context("training")),
+            Exit::Retriable
+        );
+        let late = CommError::Missing {
+            missing: vec![1],
+            secs: 120,
+        };
+        assert_eq!(code(late.into()), Exit::Retriable);
+        let other_job = CommError::Link(crate::gang::link::LinkError::Mismatch {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            detail: "job".into(),
+        });
+        assert_eq!(code(other_job.into()), Exit::Bad);
+        let gate = GateError {
+            metric: "hit_rate",
+            value: 0.1,
+            min: 0.2,
+        };
+        assert_eq!(
+            code(Err::<(), _>(gate).context("gate").unwrap_err()),
+            Exit::Bad
+        );
+        assert_eq!(code(anyhow::anyhow!("disk full")), Exit::Failure);
+    }
 }
