@@ -27,6 +27,33 @@ fn assert_same_neighbours(got: &str, want: &str) {
     }
 }
 
+/// Generates data with `gen_args` and trains a standalone model with titles from it;
+/// returns (the temporary directory, the data directory, the model file).
+fn trained_with_books(
+    gen_args: &[&str],
+    train_args: &[&str],
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let model = dir.path().join("m.cooc");
+    let mut gen = vec!["gen", "--out", p(&data)];
+    gen.extend_from_slice(gen_args);
+    ok(&gen);
+    let (orders, books) = (data.join("orders.csv"), data.join("books.csv"));
+    let mut train = vec![
+        "train",
+        "--orders",
+        p(&orders),
+        "--books",
+        p(&books),
+        "--out",
+        p(&model),
+    ];
+    train.extend_from_slice(train_args);
+    ok(&train);
+    (dir, data, model)
+}
+
 #[test]
 fn groceries_matches_the_scipy_reference_exactly() {
     let Some(groceries) = shared_dataset("groceries/groceries.csv") else {
@@ -192,21 +219,7 @@ fn models_list_promote_rollback() {
 
 #[test]
 fn export_is_ranked_and_titles_come_from_books() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&["gen", "--size", "s", "--out", p(&data)]);
-    let model = dir.path().join("m.cooc");
-    ok(&[
-        "train",
-        "--orders",
-        p(&data.join("orders.csv")),
-        "--books",
-        p(&data.join("books.csv")),
-        "--out",
-        p(&model),
-        "--k",
-        "3",
-    ]);
+    let (_dir, _data, model) = trained_with_books(&["--size", "s"], &["--k", "3"]);
     let csv = ok(&["export", p(&model)]);
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("book_id,rank,neighbour_id,score"));
@@ -241,29 +254,17 @@ fn export_is_ranked_and_titles_come_from_books() {
 fn the_planted_series_affinity_is_learned() {
     // Series sequels are bought together by construction: the first neighbour of a
     // well-sold series book should usually be in its series (same title stem).
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    ok(&[
-        "gen",
-        "--books",
-        "2000",
-        "--customers",
-        "20000",
-        "--orders",
-        "200000",
-        "--out",
-        p(&data),
-    ]);
-    let model = dir.path().join("m.cooc");
-    ok(&[
-        "train",
-        "--orders",
-        p(&data.join("orders.csv")),
-        "--books",
-        p(&data.join("books.csv")),
-        "--out",
-        p(&model),
-    ]);
+    let (_dir, data, model) = trained_with_books(
+        &[
+            "--books",
+            "2000",
+            "--customers",
+            "20000",
+            "--orders",
+            "200000",
+        ],
+        &[],
+    );
     let books = fs::read_to_string(data.join("books.csv")).unwrap();
     let mut rdr = csv::Reader::from_reader(books.as_bytes());
     let titles: Vec<String> = rdr.records().map(|r| r.unwrap()[1].to_owned()).collect();
