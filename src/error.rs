@@ -36,6 +36,20 @@ pub enum InputError {
     },
     #[error("{path}: {msg}")]
     File { path: PathBuf, msg: String },
+    /// Already formatted as `file:line: reason` (by another rank, say).
+    #[error("{0}")]
+    Parsed(String),
+}
+
+/// Another rank of the gang failed and said why; this rank stops with the same class of
+/// exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("rank {rank} failed: {message}")]
+pub struct PeerFailed {
+    pub rank: u32,
+    pub message: String,
+    /// The exit code that rank reported (2 for bad input, 1 for an internal failure).
+    pub code: u8,
 }
 
 /// A configuration that cannot run.
@@ -59,6 +73,13 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if cause.is::<InputError>() || cause.is::<ConfigError>() || cause.is::<GateError>() {
             return Exit::Bad;
+        }
+        if let Some(p) = cause.downcast_ref::<PeerFailed>() {
+            return match p.code {
+                2 => Exit::Bad,
+                75 => Exit::Retriable,
+                _ => Exit::Failure,
+            };
         }
         if let Some(e) = cause.downcast_ref::<crate::gang::comm::CommError>() {
             return if e.retriable() {

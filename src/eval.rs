@@ -3,8 +3,9 @@
 //! A customer's candidates are scored by summing the similarity of every neighbour list of
 //! the items they bought before (items already bought are excluded), and the top K are
 //! compared with the held-out items. The same customers get a most-popular baseline.
-//! Per-customer results are summed in customer order, so the metrics do not depend on the
-//! number of threads.
+//! Per-customer results are summed in fixed point (exact integer addition), so the metrics
+//! depend neither on the number of threads nor on how customers are split among ranks:
+//! [`EvalPartial`]s of disjoint customer sets merge to the same bytes in any order.
 
 use cooc_serve::artifact::Evaluation;
 use rayon::prelude::*;
@@ -74,8 +75,84 @@ fn metrics(recs: &[u32], test: &[u32]) -> (f64, f64, f64) {
     )
 }
 
+/// One metric value in [0, 1] as a 2^-64 fixed-point integer: sums of these are exact.
+fn fixed(x: f64) -> u128 {
+    (x * FIXED_ONE).round() as u128
+}
+
+const FIXED_ONE: f64 = 18_446_744_073_709_551_616.0; // 2^64
+
+/// Evaluation sums over a set of customers; merge partials of disjoint sets, then finish.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EvalPartial {
+    pub users: u64,
+    /// hit, recall, ndcg, then the baseline's, in 2^-64 fixed point.
+    pub sums: [u128; 6],
+    /// Items recommended to someone, by the model and by the baseline.
+    pub seen: Vec<bool>,
+    pub seen_base: Vec<bool>,
+}
+
+impl EvalPartial {
+    pub fn merge(&mut self, other: &EvalPartial) {
+        self.users += other.users;
+        for (a, b) in self.sums.iter_mut().zip(other.sums) {
+            *a += b;
+        }
+        for (a, b) in self.seen.iter_mut().zip(&other.seen) {
+            *a |= b;
+        }
+        for (a, b) in self.seen_base.iter_mut().zip(&other.seen_base) {
+            *a |= b;
+        }
+    }
+
+    pub fn finish(&self, k: usize) -> Evaluation {
+        let users = self.users;
+        let per = |x: u128| {
+            if users == 0 {
+                0.0
+            } else {
+                x as f64 / FIXED_ONE / users as f64
+            }
+        };
+        let n_items = self.seen.len();
+        let cov = |s: &[bool]| {
+            if n_items == 0 {
+                0.0
+            } else {
+                s.iter().filter(|&&b| b).count() as f64 / n_items as f64
+            }
+        };
+        Evaluation {
+            k: k as u32,
+            users,
+            hit_rate: per(self.sums[0]),
+            recall: per(self.sums[1]),
+            ndcg: per(self.sums[2]),
+            coverage: cov(&self.seen),
+            baseline_hit_rate: per(self.sums[3]),
+            baseline_recall: per(self.sums[4]),
+            baseline_ndcg: per(self.sums[5]),
+            baseline_coverage: cov(&self.seen_base),
+        }
+    }
+}
+
 /// Evaluates `model` (rows = all items) at cut-off `k`.
 pub fn evaluate(model: &TopK, train: &Csr, test: &Csr, degree: &[u32], k: usize) -> Evaluation {
+    evaluate_partial(model, train, test, degree, k).finish(k)
+}
+
+/// The sums of [`evaluate`] over the customers (rows) of `train` and `test`; `degree` is
+/// the catalogue-wide training degree that ranks the popularity baseline.
+pub fn evaluate_partial(
+    model: &TopK,
+    train: &Csr,
+    test: &Csr,
+    degree: &[u32],
+    k: usize,
+) -> EvalPartial {
     let n_items = degree.len();
     // Items by popularity: degree descending, then id ascending.
     let mut popular: Vec<u32> = (0..n_items as u32).collect();
@@ -147,48 +224,36 @@ pub fn evaluate(model: &TopK, train: &Csr, test: &Csr, degree: &[u32], k: usize)
         )
         .collect();
 
-    let mut sum = UserResult::default();
-    let mut users = 0u64;
-    let mut seen = vec![false; n_items];
-    let mut seen_base = vec![false; n_items];
+    let mut out = EvalPartial {
+        users: 0,
+        sums: [0; 6],
+        seen: vec![false; n_items],
+        seen_base: vec![false; n_items],
+    };
     for (r, recs, base) in &per_user {
         if !r.counted {
             continue;
         }
-        users += 1;
-        sum.hit += r.hit;
-        sum.recall += r.recall;
-        sum.ndcg += r.ndcg;
-        sum.base_hit += r.base_hit;
-        sum.base_recall += r.base_recall;
-        sum.base_ndcg += r.base_ndcg;
+        out.users += 1;
+        let values = [
+            r.hit,
+            r.recall,
+            r.ndcg,
+            r.base_hit,
+            r.base_recall,
+            r.base_ndcg,
+        ];
+        for (s, v) in out.sums.iter_mut().zip(values) {
+            *s += fixed(v);
+        }
         for &j in recs {
-            seen[j as usize] = true;
+            out.seen[j as usize] = true;
         }
         for &j in base {
-            seen_base[j as usize] = true;
+            out.seen_base[j as usize] = true;
         }
     }
-    let per = |x: f64| if users == 0 { 0.0 } else { x / users as f64 };
-    let cov = |s: &[bool]| {
-        if n_items == 0 {
-            0.0
-        } else {
-            s.iter().filter(|&&b| b).count() as f64 / n_items as f64
-        }
-    };
-    Evaluation {
-        k: k as u32,
-        users,
-        hit_rate: per(sum.hit),
-        recall: per(sum.recall),
-        ndcg: per(sum.ndcg),
-        coverage: cov(&seen),
-        baseline_hit_rate: per(sum.base_hit),
-        baseline_recall: per(sum.base_recall),
-        baseline_ndcg: per(sum.base_ndcg),
-        baseline_coverage: cov(&seen_base),
-    }
+    out
 }
 
 #[cfg(test)]

@@ -519,11 +519,50 @@ pub fn generate(spec: &GenSpec, out: &Path) -> anyhow::Result<GenReport> {
     })
 }
 
+/// The order lines (no header) of the customers `keep` selects, exactly as `cooc gen`
+/// writes them, in blocks of consecutive customers: a rank generates only its own baskets.
+pub fn customer_csv(spec: &GenSpec, keep: impl Fn(u64) -> bool + Sync) -> Vec<Vec<u8>> {
+    let cat = Catalogue::new(spec);
+    let starts = line_starts(spec);
+    let days = day_strings();
+    const BLOCK: u64 = 2048;
+    (0..spec.customers.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(spec.customers));
+            let mut buf = Vec::new();
+            for c in (lo..hi).filter(|&c| keep(c)) {
+                customer_lines(
+                    spec,
+                    &cat,
+                    &days,
+                    c,
+                    starts[c as usize],
+                    starts[c as usize + 1],
+                    &mut buf,
+                );
+            }
+            buf
+        })
+        .collect()
+}
+
+/// `books.csv` as `cooc gen` writes it.
+pub fn books_csv(spec: &GenSpec) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_books_to(spec, &Catalogue::new(spec), &mut out)?;
+    Ok(out)
+}
+
 fn write_books(spec: &GenSpec, cat: &Catalogue, path: &Path) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write_books_to(spec, cat, BufWriter::new(file))
+}
+
+fn write_books_to(spec: &GenSpec, cat: &Catalogue, out: impl Write) -> anyhow::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     rng.set_stream(u64::MAX - 1);
-    let mut w =
-        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = csv::Writer::from_writer(out);
     w.write_record(["id", "title", "author", "price"])?;
     let mut series_no = 0u32;
     for b in 0..spec.books as u32 {

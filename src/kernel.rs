@@ -96,6 +96,17 @@ pub struct CoocIndex {
 impl CoocIndex {
     /// Lays out `baskets` (rows of sorted distinct items) for the kernel.
     pub fn build(baskets: &Csr, n_items: usize) -> CoocIndex {
+        Self::build_with_degree(baskets, n_items, None)
+    }
+
+    /// As [`CoocIndex::build`], with the diagonal `C_jj` given (`Some`) rather than counted
+    /// from `baskets`: a rank holds only the baskets that touch its own rows, so the
+    /// catalogue-wide degrees come from the gang.
+    pub fn build_with_degree(
+        baskets: &Csr,
+        n_items: usize,
+        degree: Option<Vec<u32>>,
+    ) -> CoocIndex {
         let n = baskets.n_rows();
         assert!(
             baskets.nnz() + n < u32::MAX as usize,
@@ -112,9 +123,12 @@ impl CoocIndex {
             at += 1 + row.len();
         }
         let item_baskets = baskets.transpose_labelled(n_items, |b| pos[b]);
-        let degree = (0..n_items)
-            .map(|i| item_baskets.row_len(i) as u32)
-            .collect();
+        let degree = degree.unwrap_or_else(|| {
+            (0..n_items)
+                .map(|i| item_baskets.row_len(i) as u32)
+                .collect()
+        });
+        assert_eq!(degree.len(), n_items, "one degree per item");
         CoocIndex {
             packed,
             item_baskets,

@@ -11,6 +11,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cooc::artifact::Similarity;
 use cooc::error::{exit_code, ConfigError};
+use cooc::gang::communicator::QuicComm;
+use cooc::gang::launch::{self, GangOptions, Launch};
 use cooc::gen::{GenSpec, Size};
 use cooc::input::BasketBy;
 use cooc::train::{Gates, Output, Source, TrainPlan, MAX_TOP_K};
@@ -65,6 +67,8 @@ enum Cmd {
     Serve(ServeArgs),
     /// Generate, train, evaluate, register and serve in one go.
     Demo(DemoArgs),
+    /// Print a new shared secret for a gang's ranks (32 random bytes, hex).
+    Secret,
 }
 
 #[derive(Args, Debug)]
@@ -112,10 +116,20 @@ enum ExportFormat {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["orders", "generate"])))]
 struct TrainArgs {
     /// Input file.
     #[arg(long, env = "COOC_ORDERS")]
-    orders: PathBuf,
+    orders: Option<PathBuf>,
+    /// Train on the Bookstore dataset of this size, generated in memory (each rank of a
+    /// gang generates only its own customers; no input volume needed).
+    #[arg(long, value_enum, env = "COOC_GENERATE", conflicts_with_all = ["orders", "format"])]
+    generate: Option<Size>,
+    /// Seed of --generate.
+    #[arg(long, default_value_t = 42, env = "COOC_SEED", requires = "generate")]
+    seed: u64,
+    #[command(flatten)]
+    gang: GangArgs,
     #[arg(long, value_enum, default_value = "orders", env = "COOC_FORMAT")]
     format: Format,
     /// books.csv (id,title,author,...) to store titles and authors in the model.
@@ -155,6 +169,38 @@ struct TrainArgs {
     /// Write a single artifact file here instead of publishing to the store.
     #[arg(long, conflicts_with = "no_promote")]
     out: Option<PathBuf>,
+}
+
+/// Gang options: how this process takes part in a multi-rank training.
+#[derive(Args, Debug, Default)]
+struct GangArgs {
+    /// This process's rank in a static gang (0..world-size).
+    #[arg(long, env = "COOC_RANK")]
+    rank: Option<u32>,
+    /// Ranks in a static gang.
+    #[arg(long, env = "COOC_WORLD_SIZE")]
+    world_size: Option<u32>,
+    /// host:port of every rank, in rank order (this rank listens on its own entry's port).
+    #[arg(long, env = "COOC_PEERS", value_delimiter = ',')]
+    peers: Option<Vec<String>>,
+    /// Read rank, world size and peers from a JobSet pod's environment (see jobset/README.md).
+    #[arg(long, env = "COOC_JOBSET")]
+    jobset: bool,
+    /// UDP port of the rank endpoint in --jobset mode.
+    #[arg(long, env = "COOC_PORT", default_value_t = 7077)]
+    port: u16,
+    /// Start this many rank processes on loopback and wait for them.
+    #[arg(long, env = "COOC_LOCAL_RANKS")]
+    local_ranks: Option<u32>,
+    /// File holding the ranks' shared secret (`cooc secret` makes one).
+    #[arg(long, env = "COOC_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
+    /// Identity of this run outside Kubernetes: ranks of other runs are refused.
+    #[arg(long, env = "COOC_RUN_ID")]
+    run_id: Option<String>,
+    /// How long to wait for every rank to arrive (e.g. 3m, 90s).
+    #[arg(long, env = "COOC_RENDEZVOUS_TIMEOUT", default_value = "3m", value_parser = humantime::parse_duration)]
+    rendezvous_timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -204,7 +250,7 @@ fn init_pool(threads: Option<usize>) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-fn train_plan(a: TrainArgs) -> anyhow::Result<TrainPlan> {
+fn train_plan(a: TrainArgs, threads: Option<usize>) -> anyhow::Result<TrainPlan> {
     let bad = |m: String| -> anyhow::Error { ConfigError(m).into() };
     if !(1..=MAX_TOP_K).contains(&a.k) {
         return Err(bad(format!("--k {} is outside 1..={MAX_TOP_K}", a.k)));
@@ -213,18 +259,20 @@ fn train_plan(a: TrainArgs) -> anyhow::Result<TrainPlan> {
     if a.min_hit_rate.is_some() && !holdout {
         return Err(bad("--min-hit-rate needs --holdout last".into()));
     }
-    let source = match a.format {
-        Format::Orders => Source::Orders {
-            path: a.orders,
-            basket_by: match a.basket_window {
-                None => BasketBy::Customer,
-                Some(d) if d.as_micros() == 0 => {
-                    return Err(bad("--basket-window must be positive".into()))
-                }
-                Some(d) => BasketBy::Window(d.as_micros().min(i64::MAX as u128) as i64),
-            },
+    let basket_by = match a.basket_window {
+        None => BasketBy::Customer,
+        Some(d) if d.as_micros() == 0 => {
+            return Err(bad("--basket-window must be positive".into()))
+        }
+        Some(d) => BasketBy::Window(d.as_micros().min(i64::MAX as u128) as i64),
+    };
+    let source = match (a.format, a.orders) {
+        (_, None) => Source::Synthetic {
+            spec: GenSpec::preset(a.generate.expect("clap requires an input"), a.seed),
+            basket_by,
         },
-        Format::Baskets => {
+        (Format::Orders, Some(path)) => Source::Orders { path, basket_by },
+        (Format::Baskets, Some(path)) => {
             if a.basket_window.is_some() {
                 return Err(bad("--basket-window applies to --format orders only".into()));
             }
@@ -233,10 +281,10 @@ fn train_plan(a: TrainArgs) -> anyhow::Result<TrainPlan> {
                     "--holdout last needs created_at: use --format orders".into()
                 ));
             }
-            Source::Baskets { path: a.orders }
+            Source::Baskets { path }
         }
     };
-    let threads = init_pool(a.threads)?;
+    let threads = init_pool(threads)?;
     Ok(TrainPlan {
         source,
         books: a.books,
@@ -261,12 +309,27 @@ fn train_plan(a: TrainArgs) -> anyhow::Result<TrainPlan> {
     })
 }
 
+/// This command line without `--local-ranks` (and its value): what each local rank runs.
+fn child_args() -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--local-ranks" {
+            args.next();
+        } else if !a.to_string_lossy().starts_with("--local-ranks=") {
+            out.push(a);
+        }
+    }
+    out
+}
+
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let cfg = a.config().map_err(ConfigError)?;
     tokio::runtime::Runtime::new()?.block_on(a.serve(cfg))
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command; the exit code on success (a local gang passes its ranks' code on).
+fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
         Cmd::Gen(a) => {
             init_pool(a.threads)?;
@@ -284,10 +347,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 t.elapsed().as_secs_f64()
             );
         }
-        Cmd::Train(a) => {
-            let plan = train_plan(a)?;
+        Cmd::Train(mut a) => {
+            let g = std::mem::take(&mut a.gang);
+            let opts = GangOptions {
+                rank: g.rank,
+                world_size: g.world_size,
+                peers: g.peers,
+                jobset: g.jobset,
+                port: g.port,
+                local_ranks: g.local_ranks,
+                secret_file: g.secret_file,
+                run_id: g.run_id,
+                rendezvous_timeout: g.rendezvous_timeout,
+            };
+            if let Some(n) = opts.local_ranks {
+                // The launcher only validates and spawns: each rank builds its own plan.
+                let per_rank = a.threads.unwrap_or_else(|| {
+                    (std::thread::available_parallelism().map_or(1, |c| c.get()) / n.max(1) as usize)
+                        .max(1)
+                });
+                opts.clone().launch(String::new(), |k| std::env::var(k).ok())?;
+                let code = launch::run_local(n, &child_args(), per_rank)?;
+                return Ok(code as u8);
+            }
+            let threads = a.threads;
+            let plan = train_plan(a, threads)?;
             let t = std::time::Instant::now();
-            let r = cooc::train::run(&plan)?;
+            let launch = opts.launch(plan.fingerprint(), |k| std::env::var(k).ok())?;
+            let r = match launch {
+                Launch::Single | Launch::Local(_) => cooc::train::run(&plan)?,
+                Launch::Member(setup) => {
+                    let rank = setup.hello.rank;
+                    let world = setup.hello.world;
+                    let comm = QuicComm::join(setup)
+                        .with_context(|| format!("rank {rank} of {world}: joining the gang"))?;
+                    let out = cooc::gang::train::run(&plan, &comm);
+                    let reason = if out.is_ok() { "done" } else { "failed" };
+                    comm.close(reason);
+                    let out = out.with_context(|| format!("rank {rank} of {world}"))?;
+                    eprintln!(
+                        "rank {rank}/{world}: sent {} B, received {} B; {}",
+                        out.traffic.sent,
+                        out.traffic.received,
+                        if rank == 0 { "wrote the model" } else { "rank 0 confirmed the write" }
+                    );
+                    match out.into_report() {
+                        Some(r) => r,
+                        None => return Ok(0),
+                    }
+                }
+            };
             let phases: Vec<String> = r
                 .timings
                 .iter()
@@ -338,6 +447,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
         } => cooc::inspect::export_csv(&model, out.as_ref())?,
         Cmd::Serve(a) => serve(a)?,
+        Cmd::Secret => println!("{}", launch::new_secret()?),
         Cmd::Demo(a) => {
             let threads = init_pool(a.threads)?;
             cooc::demo::run(&cooc::demo::DemoPlan {
@@ -348,7 +458,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 fn main() -> ExitCode {
@@ -360,7 +470,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = exit_code(&e);
             eprintln!("cooc: error: {e:#}");

@@ -13,6 +13,7 @@ use cooc_serve::store::ModelStore;
 use crate::csr::Csr;
 use crate::error::GateError;
 use crate::eval;
+use crate::gen::GenSpec;
 use crate::input::{self, BasketBy, Books, Interactions, OrdersOptions};
 use crate::kernel::{self, TopK};
 use crate::progress::Phase;
@@ -25,6 +26,25 @@ pub const MAX_TOP_K: usize = 1000;
 pub enum Source {
     Orders { path: PathBuf, basket_by: BasketBy },
     Baskets { path: PathBuf },
+    /// The Bookstore dataset generated in memory (each rank generates only its customers).
+    Synthetic { spec: GenSpec, basket_by: BasketBy },
+}
+
+impl Source {
+    /// What every rank of a gang must agree on about the input, cheaply: the handshake
+    /// compares it before any data flows.
+    pub fn describe(&self) -> String {
+        let file = |p: &PathBuf| {
+            let len = std::fs::metadata(p).map_or(0, |m| m.len());
+            let name = p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            format!("{name}:len={len}")
+        };
+        match self {
+            Source::Orders { path, basket_by } => format!("orders:{}:{basket_by:?}", file(path)),
+            Source::Baskets { path } => format!("baskets:{}", file(path)),
+            Source::Synthetic { spec, basket_by } => format!("{}:{basket_by:?}", spec.fingerprint()),
+        }
+    }
 }
 
 /// Where the artifact goes.
@@ -69,6 +89,21 @@ pub struct TrainReport {
     pub timings: Vec<(&'static str, f64)>,
 }
 
+impl TrainPlan {
+    /// The parameters and input every rank of a gang must share, for the handshake.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}",
+            self.source.describe(),
+            self.similarity,
+            self.k,
+            self.holdout,
+            self.gates,
+            self.books.is_some()
+        )
+    }
+}
+
 /// A trained model in memory, before it is written.
 pub struct Trained {
     pub keys: Keys,
@@ -85,16 +120,8 @@ pub fn fit(
     timings: &mut Vec<(&'static str, f64)>,
 ) -> Trained {
     let phase = Phase::start("count");
-    let keep = holdout.then(|| eval::holdout_last(&data));
     let n_items = data.item_keys.len();
-    let baskets = Csr::from_pairs(data.n_baskets, &data.basket, &data.item, keep.as_deref());
-    let test = keep.as_ref().map(|keep| {
-        let flipped: Vec<Vec<bool>> = keep
-            .iter()
-            .map(|v| v.iter().map(|b| !b).collect())
-            .collect();
-        Csr::from_pairs(data.n_baskets, &data.basket, &data.item, Some(&flipped))
-    });
+    let (baskets, test) = split_holdout(&data, holdout);
     let index = kernel::CoocIndex::build(&baskets, n_items);
     timings.push(("count", phase.finish()));
     let work: u64 = (0..baskets.n_rows())
@@ -138,6 +165,20 @@ pub fn fit(
         topk,
         meta,
     }
+}
+
+/// Training baskets and, with `holdout`, each basket's held-out last order.
+pub fn split_holdout(data: &Interactions, holdout: bool) -> (Csr, Option<Csr>) {
+    let keep = holdout.then(|| eval::holdout_last(data));
+    let train = Csr::from_pairs(data.n_baskets, &data.basket, &data.item, keep.as_deref());
+    let test = keep.as_ref().map(|keep| {
+        let flipped: Vec<Vec<bool>> = keep
+            .iter()
+            .map(|v| v.iter().map(|b| !b).collect())
+            .collect();
+        Csr::from_pairs(data.n_baskets, &data.basket, &data.item, Some(&flipped))
+    });
+    (train, test)
 }
 
 /// Checks the gates; `Err` means nothing may be registered.
@@ -210,8 +251,13 @@ pub fn run(plan: &TrainPlan) -> anyhow::Result<TrainReport> {
             }
             input::read_baskets(path)?
         }
+        // Generated input takes the gang's path: each rank makes only its own customers.
+        Source::Synthetic { .. } => {
+            return crate::gang::train::run(plan, &crate::gang::communicator::Solo)
+                .map(|r| r.into_report().expect("rank 0 of one writes the model"))
+        }
     };
-    let books = plan.books.as_deref().map(Books::read).transpose()?;
+    let books = read_books(plan)?;
     timings.push(("read", phase.finish()));
     tracing::info!(
         rows = data.n_rows,
@@ -219,8 +265,34 @@ pub fn run(plan: &TrainPlan) -> anyhow::Result<TrainReport> {
         items = data.item_keys.len(),
         "input read"
     );
-
     let trained = fit(data, plan.similarity, plan.k, plan.holdout, &mut timings);
+    publish(plan, trained, books.as_ref(), 1, timings)
+}
+
+/// The titles and authors to store: `--books`, or the generated catalogue's.
+pub fn read_books(plan: &TrainPlan) -> anyhow::Result<Option<Books>> {
+    match (&plan.books, &plan.source) {
+        (Some(p), _) => Ok(Some(Books::read(p)?)),
+        (None, Source::Synthetic { spec, .. }) => {
+            let csv = crate::gen::books_csv(spec)?;
+            Ok(Some(Books::from_reader(
+                std::path::Path::new("<generated books>"),
+                &csv[..],
+            )?))
+        }
+        (None, _) => Ok(None),
+    }
+}
+
+/// Logs the model's quality, checks the gates, then writes the artifact (a store version,
+/// promoted unless told not to, or one file). Nothing is written when a gate fails.
+pub fn publish(
+    plan: &TrainPlan,
+    trained: Trained,
+    books: Option<&Books>,
+    world_size: u32,
+    mut timings: Vec<(&'static str, f64)>,
+) -> anyhow::Result<TrainReport> {
     if let Some(e) = &trained.meta.evaluation {
         tracing::info!(
             k = e.k,
@@ -247,10 +319,10 @@ pub fn run(plan: &TrainPlan) -> anyhow::Result<TrainReport> {
     let prov = Provenance {
         created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        world_size: 1,
+        world_size,
         threads: plan.threads as u32,
     };
-    let bytes = encode(&trained, books.as_ref(), &prov);
+    let bytes = encode(&trained, books, &prov);
     // Validate what we are about to publish with the reader the server uses.
     let check = artifact::Model::from_bytes(&bytes, "<new model>")
         .context("the model just built does not validate (a bug)")?;

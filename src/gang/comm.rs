@@ -10,13 +10,14 @@
 //! retriable ([`CommError::retriable`], exit 75); a peer of another job is not (exit 2).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::link::{Link, LinkError, Node};
-use super::schedule::{balanced_blocks, shifted_exchange};
+use super::schedule::{balanced_blocks, broadcast_tree, shifted_exchange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommError {
@@ -47,6 +48,16 @@ pub struct Mesh {
     world: u32,
     /// `conns[q]`: the link to rank `q` (`None` for this rank).
     conns: Vec<Option<quinn::Connection>>,
+    /// Payload bytes this rank has sent and received, for the run's report.
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// Payload bytes moved by one rank.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub sent: u64,
+    pub received: u64,
 }
 
 /// Capped exponential backoff between connection attempts.
@@ -142,6 +153,8 @@ pub async fn rendezvous(
         rank,
         world,
         conns,
+        sent: AtomicU64::new(0),
+        received: AtomicU64::new(0),
     })
 }
 
@@ -179,6 +192,7 @@ impl Mesh {
         let mut s = self.conn(to).open_uni().await.map_err(|e| lost(&e))?;
         s.write_all(bytes).await.map_err(|e| lost(&e))?;
         s.finish().map_err(|e| lost(&e))?;
+        self.sent.fetch_add(bytes.len() as u64, Relaxed);
         // Done means delivered: the peer has read the whole stream. (Closing right after
         // `finish` would otherwise drop what is still unacknowledged.)
         match s.stopped().await {
@@ -195,7 +209,62 @@ impl Mesh {
             detail: e.to_string(),
         };
         let mut r = self.conn(from).accept_uni().await.map_err(|e| lost(&e))?;
-        r.read_to_end(usize::MAX).await.map_err(|e| lost(&e))
+        let got = r.read_to_end(usize::MAX).await.map_err(|e| lost(&e))?;
+        self.received.fetch_add(got.len() as u64, Relaxed);
+        Ok(got)
+    }
+
+    /// Payload bytes sent and received so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            sent: self.sent.load(Relaxed),
+            received: self.received.load(Relaxed),
+        }
+    }
+
+    /// Personalised exchange: `out[q]` goes to rank `q`; returns what every rank sent to
+    /// this one, in rank order (`out[self]` is kept, not sent).
+    pub async fn all_to_all(
+        &self,
+        phase: &'static str,
+        mut out: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, CommError> {
+        assert_eq!(out.len(), self.world as usize, "one message per rank");
+        let me = self.rank as usize;
+        let mut got = vec![Vec::new(); self.world as usize];
+        got[me] = std::mem::take(&mut out[me]);
+        for step in shifted_exchange(self.world) {
+            let e = step[me];
+            let msg = std::mem::take(&mut out[e.send_to as usize]);
+            let (sent, recv) = tokio::join!(
+                self.send(e.send_to, phase, &msg),
+                self.recv(e.recv_from, phase)
+            );
+            sent?;
+            got[e.recv_from as usize] = recv?;
+        }
+        Ok(got)
+    }
+
+    /// `data` of `root` on every rank (binomial tree; the others pass anything, e.g. empty).
+    pub async fn broadcast(
+        &self,
+        phase: &'static str,
+        root: u32,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, CommError> {
+        let mut have = (self.rank == root).then_some(data);
+        for round in broadcast_tree(self.world, root) {
+            for (from, to) in round {
+                if from == self.rank {
+                    let bytes = have.as_deref().expect("a sender already holds the data");
+                    self.send(to, phase, bytes).await?;
+                } else if to == self.rank {
+                    have = Some(self.recv(from, phase).await?);
+                }
+            }
+        }
+        Ok(have.expect("every rank is reached by the tree"))
     }
 
     /// Every rank's `mine`, in rank order.

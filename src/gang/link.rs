@@ -241,6 +241,11 @@ fn transport_config() -> quinn::TransportConfig {
     ));
     // Keep idle-but-healthy links (a rank busy counting) from timing out.
     t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    // Collectives move tens of megabytes per message: windows far above the defaults keep
+    // a single stream from stalling on flow control between acknowledgements.
+    t.stream_receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.receive_window(quinn::VarInt::from_u32(256 << 20));
+    t.send_window(256 << 20);
     t
 }
 

@@ -1,8 +1,12 @@
-//! The gang runtime's layers so far: who each rank is and who its peers are (JobSet
-//! naming), the schedules of the collectives (pure), and authenticated QUIC links between
-//! ranks. The collectives over those links and the rank driver build on these.
+//! The gang runtime, layered: who each rank is and who its peers are (JobSet naming), the
+//! schedules of the collectives (pure), authenticated QUIC links, the collectives over
+//! them, the blocking `Communicator` the pipeline sees, and the rank's training pipeline.
 
 pub mod comm;
+pub mod communicator;
 pub mod jobset;
+pub mod launch;
 pub mod link;
 pub mod schedule;
+pub mod train;
+pub mod wire;

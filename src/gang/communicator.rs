@@ -1,0 +1,158 @@
+//! The `Communicator` the training pipeline talks to: blocking collectives, picked once at
+//! start. [`Solo`] is the one-rank gang (no network); [`QuicComm`] drives a QUIC [`Mesh`] on
+//! its own small tokio runtime, so the pipeline's compute (rayon) never runs on an async
+//! worker and the links keep answering keep-alives while a rank counts.
+//!
+//! Knows bytes and ranks only: never books, orders or models.
+
+use std::time::Duration;
+
+use super::comm::{self, CommError, Mesh, Traffic};
+use super::link::{Hello, Node};
+
+/// Collectives over a gang of `world()` ranks. Every rank calls the same collectives in
+/// the same order; `phase` names the step in errors ("lost rank 2 during routing rows").
+pub trait Communicator {
+    fn rank(&self) -> u32;
+    fn world(&self) -> u32;
+    /// Every rank's `mine`, in rank order.
+    fn all_gather(&self, phase: &'static str, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError>;
+    /// `out[q]` to rank `q`; what each rank sent here, in rank order.
+    fn all_to_all(
+        &self,
+        phase: &'static str,
+        out: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, CommError>;
+    /// Element-wise sum over ranks, in place.
+    fn all_reduce_sum(&self, phase: &'static str, v: &mut [u64]) -> Result<(), CommError>;
+    /// Rank 0 gets every rank's `mine` in rank order; the others `None`.
+    fn gather(
+        &self,
+        phase: &'static str,
+        mine: Vec<u8>,
+    ) -> Result<Option<Vec<Vec<u8>>>, CommError>;
+    /// `root`'s `data` on every rank.
+    fn broadcast(
+        &self,
+        phase: &'static str,
+        root: u32,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, CommError>;
+    /// Payload bytes moved so far.
+    fn traffic(&self) -> Traffic;
+}
+
+/// A gang of one: every collective is the identity.
+pub struct Solo;
+
+impl Communicator for Solo {
+    fn rank(&self) -> u32 {
+        0
+    }
+    fn world(&self) -> u32 {
+        1
+    }
+    fn all_gather(&self, _: &'static str, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+        Ok(vec![mine.to_vec()])
+    }
+    fn all_to_all(&self, _: &'static str, out: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, CommError> {
+        Ok(out)
+    }
+    fn all_reduce_sum(&self, _: &'static str, _: &mut [u64]) -> Result<(), CommError> {
+        Ok(())
+    }
+    fn gather(&self, _: &'static str, mine: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>, CommError> {
+        Ok(Some(vec![mine]))
+    }
+    fn broadcast(&self, _: &'static str, _: u32, data: Vec<u8>) -> Result<Vec<u8>, CommError> {
+        Ok(data)
+    }
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+}
+
+/// Where a QUIC gang member listens and who its peers are.
+#[derive(Debug, Clone)]
+pub struct QuicSetup {
+    pub bind: std::net::SocketAddr,
+    /// `host:port` of every rank, in rank order (this rank's own entry included).
+    pub peers: Vec<String>,
+    pub secret: Vec<u8>,
+    pub hello: Hello,
+    pub rendezvous_timeout: Duration,
+}
+
+/// A QUIC gang member.
+pub struct QuicComm {
+    rt: tokio::runtime::Runtime,
+    mesh: Mesh,
+}
+
+impl QuicComm {
+    /// Binds, then joins the gang (bounded by the rendezvous timeout).
+    pub fn join(setup: QuicSetup) -> anyhow::Result<QuicComm> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cooc-net")
+            .enable_all()
+            .build()?;
+        let rank = setup.hello.rank;
+        let mesh = rt.block_on(async {
+            let node = Node::bind(setup.bind, &setup.secret, setup.hello)?;
+            anyhow::Ok(
+                comm::rendezvous(node, rank, &setup.peers, setup.rendezvous_timeout).await?,
+            )
+        })?;
+        Ok(QuicComm { rt, mesh })
+    }
+
+    /// Closes every link, telling peers why, and waits until they were told.
+    pub fn close(self, reason: &str) {
+        let QuicComm { rt, mesh } = self;
+        rt.block_on(async {
+            // Bounded: a peer that is already gone never acknowledges.
+            let _ = tokio::time::timeout(Duration::from_secs(3), mesh.close(reason)).await;
+        });
+    }
+}
+
+impl Communicator for QuicComm {
+    fn rank(&self) -> u32 {
+        self.mesh.rank()
+    }
+    fn world(&self) -> u32 {
+        self.mesh.world()
+    }
+    fn all_gather(&self, phase: &'static str, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+        self.rt.block_on(self.mesh.all_gather(phase, mine))
+    }
+    fn all_to_all(
+        &self,
+        phase: &'static str,
+        out: Vec<Vec<u8>>,
+    ) -> Result<Vec<Vec<u8>>, CommError> {
+        self.rt.block_on(self.mesh.all_to_all(phase, out))
+    }
+    fn all_reduce_sum(&self, phase: &'static str, v: &mut [u64]) -> Result<(), CommError> {
+        self.rt.block_on(self.mesh.all_reduce_sum(phase, v))
+    }
+    fn gather(
+        &self,
+        phase: &'static str,
+        mine: Vec<u8>,
+    ) -> Result<Option<Vec<Vec<u8>>>, CommError> {
+        self.rt.block_on(self.mesh.gather(phase, mine))
+    }
+    fn broadcast(
+        &self,
+        phase: &'static str,
+        root: u32,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, CommError> {
+        self.rt.block_on(self.mesh.broadcast(phase, root, data))
+    }
+    fn traffic(&self) -> Traffic {
+        self.mesh.traffic()
+    }
+}

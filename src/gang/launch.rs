@@ -1,0 +1,276 @@
+//! How a training run is launched: one process, N local rank processes on loopback, or one
+//! member of a gang (static peer list or JobSet environment). Turns raw options into a
+//! validated [`Launch`] once; runs the local launcher.
+//!
+//! Owns process spawning and the shared secret's file; knows nothing of training.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand_core::{OsRng, TryRngCore};
+
+use super::communicator::QuicSetup;
+use super::jobset::JobSetIdentity;
+use super::link::{Hello, MIN_SECRET_BYTES, PROTOCOL_VERSION};
+use crate::error::ConfigError;
+
+/// A new shared secret: 32 random bytes, hex encoded (what `cooc secret` prints).
+pub fn new_secret() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut b)
+        .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Reads a secret file (surrounding whitespace trimmed: a Kubernetes Secret often ends in a
+/// newline).
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let text = std::fs::read(path).map_err(|e| {
+        ConfigError(format!("--secret-file {}: {e}", path.display()))
+    })?;
+    let s = text.trim_ascii().to_vec();
+    if s.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError(format!(
+            "--secret-file {}: the secret has {} bytes, at least {MIN_SECRET_BYTES} are needed (make one with `cooc secret`)",
+            path.display(),
+            s.len()
+        )));
+    }
+    Ok(s)
+}
+
+/// Raw gang options, as parsed from flags and environment.
+#[derive(Debug, Clone, Default)]
+pub struct GangOptions {
+    pub rank: Option<u32>,
+    pub world_size: Option<u32>,
+    pub peers: Option<Vec<String>>,
+    pub jobset: bool,
+    pub port: u16,
+    pub local_ranks: Option<u32>,
+    pub secret_file: Option<PathBuf>,
+    pub run_id: Option<String>,
+    pub rendezvous_timeout: Duration,
+}
+
+/// A validated launch.
+#[derive(Debug)]
+pub enum Launch {
+    /// One process, no gang.
+    Single,
+    /// Start this many rank processes on loopback and wait for them.
+    Local(u32),
+    /// Be one rank of a gang.
+    Member(QuicSetup),
+}
+
+impl GangOptions {
+    /// Validates the options; `fingerprint` is the training plan's, for the handshake.
+    pub fn launch(
+        self,
+        fingerprint: String,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Launch, ConfigError> {
+        let bad = |m: &str| Err(ConfigError(m.to_owned()));
+        let statics = self.rank.is_some() || self.world_size.is_some() || self.peers.is_some();
+        if let Some(n) = self.local_ranks {
+            if statics || self.jobset {
+                return bad("--local-ranks starts its own ranks: drop --rank, --world-size, --peers and --jobset");
+            }
+            if !(1..=64).contains(&n) {
+                return bad("--local-ranks must be in 1..=64");
+            }
+            return Ok(Launch::Local(n));
+        }
+        if !statics && !self.jobset {
+            return Ok(Launch::Single);
+        }
+        let secret_file = self.secret_file.as_deref().ok_or_else(|| {
+            ConfigError("a gang member needs --secret-file (COOC_SECRET_FILE): the ranks' shared secret; `cooc secret` makes one".into())
+        })?;
+        let secret = read_secret(secret_file)?;
+        let (rank, world, peers, job, restart_attempt, bind) = if self.jobset {
+            if statics {
+                return bad("--jobset reads rank, world size and peers from the pod environment: drop --rank, --world-size and --peers");
+            }
+            let id = JobSetIdentity::from_env(&env).map_err(|e| ConfigError(e.0))?;
+            let peers = id.peers(self.port).map_err(|e| ConfigError(e.0))?;
+            let bind = SocketAddr::from(([0, 0, 0, 0], self.port));
+            (id.rank, id.world, peers, id.uid, id.restart_attempt, bind)
+        } else {
+            let (Some(rank), Some(world), Some(peers)) = (self.rank, self.world_size, self.peers)
+            else {
+                return bad("a static gang needs all of --rank, --world-size and --peers");
+            };
+            if world == 0 || rank >= world {
+                return Err(ConfigError(format!(
+                    "--rank {rank} must be below --world-size {world}"
+                )));
+            }
+            if peers.len() != world as usize {
+                return Err(ConfigError(format!(
+                    "--peers lists {} address(es) for --world-size {world}: give one host:port per rank, in rank order",
+                    peers.len()
+                )));
+            }
+            let port = peers[rank as usize]
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "--peers entry {rank} ({:?}) is not host:port",
+                        peers[rank as usize]
+                    ))
+                })?;
+            let job = self.run_id.clone().unwrap_or_else(|| "cooc".into());
+            (rank, world, peers, job, 0, SocketAddr::from(([0, 0, 0, 0], port)))
+        };
+        Ok(Launch::Member(QuicSetup {
+            bind,
+            peers,
+            secret,
+            hello: Hello {
+                protocol: PROTOCOL_VERSION,
+                job,
+                restart_attempt,
+                rank,
+                world,
+                fingerprint,
+            },
+            rendezvous_timeout: self.rendezvous_timeout,
+        }))
+    }
+}
+
+/// Runs `n` rank processes of this executable on loopback with `args` (the original
+/// command line without `--local-ranks`) plus each one's `--rank/--world-size/--peers`, a
+/// fresh secret and run id; waits for all of them. Returns the gang's exit code: 2 if any
+/// rank reported bad input, else 75 if any was retriable, else the first other failure.
+pub fn run_local(n: u32, args: &[OsString], threads_per_rank: usize) -> anyhow::Result<i32> {
+    let dir = tempfile::Builder::new().prefix("cooc-gang-").tempdir()?;
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, new_secret()?)?;
+    std::fs::set_permissions(
+        &secret,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    let run_id = format!("local-{}", &new_secret()?[..16]);
+    // Free UDP ports, released just before the ranks bind them.
+    let ports: Vec<u16> = {
+        let socks: Vec<std::net::UdpSocket> = (0..n)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()?;
+        socks
+            .iter()
+            .map(|s| s.local_addr().map(|a| a.port()))
+            .collect::<Result<_, _>>()?
+    };
+    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for r in 0..n {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(args)
+            .arg("--rank")
+            .arg(r.to_string())
+            .arg("--world-size")
+            .arg(n.to_string())
+            .arg("--peers")
+            .arg(peers.join(","))
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--run-id")
+            .arg(&run_id)
+            .env_remove("COOC_LOCAL_RANKS")
+            .env("COOC_THREADS", threads_per_rank.to_string());
+        children.push((r, cmd.spawn()?));
+    }
+    let mut codes = Vec::new();
+    for (r, mut c) in children {
+        let status = c.wait()?;
+        let code = status.code().unwrap_or_else(|| {
+            tracing::warn!("rank {r} was killed by a signal ({status})");
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+        });
+        codes.push(code);
+    }
+    let code = if codes.iter().all(|&c| c == 0) {
+        0
+    } else if codes.contains(&2) {
+        2
+    } else if codes.contains(&75) {
+        75
+    } else {
+        *codes.iter().find(|&&c| c != 0).expect("a failure")
+    };
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> GangOptions {
+        GangOptions {
+            port: 7077,
+            rendezvous_timeout: Duration::from_secs(1),
+            ..GangOptions::default()
+        }
+    }
+
+    #[test]
+    fn launches_are_validated_with_named_flags() {
+        let none = |_: &str| None;
+        assert!(matches!(opts().launch("fp".into(), none), Ok(Launch::Single)));
+        let local = GangOptions {
+            local_ranks: Some(2),
+            ..opts()
+        };
+        assert!(matches!(local.launch("fp".into(), none), Ok(Launch::Local(2))));
+        let half = GangOptions {
+            rank: Some(0),
+            ..opts()
+        };
+        let e = half.launch("fp".into(), none).unwrap_err();
+        assert!(e.0.contains("--secret-file"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s");
+        std::fs::write(&f, "short\n").unwrap();
+        let weak = GangOptions {
+            rank: Some(0),
+            world_size: Some(2),
+            peers: Some(vec!["a:1".into(), "b:2".into()]),
+            secret_file: Some(f.clone()),
+            ..opts()
+        };
+        assert!(weak.clone().launch("fp".into(), none).unwrap_err().0.contains("at least 16"));
+        std::fs::write(&f, new_secret().unwrap()).unwrap();
+        let Launch::Member(setup) = weak.clone().launch("fp".into(), none).unwrap() else {
+            panic!("a member")
+        };
+        assert_eq!(setup.bind.port(), 1);
+        assert_eq!(setup.hello.world, 2);
+        let wrong = GangOptions {
+            peers: Some(vec!["a:1".into()]),
+            ..weak.clone()
+        };
+        assert!(wrong.launch("fp".into(), none).unwrap_err().0.contains("1 address(es)"));
+        let past = GangOptions {
+            rank: Some(2),
+            ..weak
+        };
+        assert!(past.launch("fp".into(), none).unwrap_err().0.contains("below --world-size"));
+    }
+
+    #[test]
+    fn secrets_are_fresh_hex() {
+        let (a, b) = (new_secret().unwrap(), new_secret().unwrap());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,125 @@
+//! Message framing for the training pipeline's collectives: bulk arrays as a length and
+//! their raw little-endian bytes (`bytemuck`), small control values as bincode.
+//!
+//! A malformed message from a peer is an error naming that peer and the phase, never a
+//! panic. Knows nothing of the transport.
+
+use bytemuck::Pod;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// A message from `rank` that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("rank {rank} sent a malformed message during {phase}: {detail}")]
+pub struct WireError {
+    pub rank: u32,
+    pub phase: &'static str,
+    pub detail: String,
+}
+
+/// Builds one message.
+#[derive(Default)]
+pub struct Writer(Vec<u8>);
+
+impl Writer {
+    pub fn new() -> Writer {
+        Writer::default()
+    }
+
+    /// Appends `v` as `u64` element count + raw bytes.
+    pub fn slice<T: Pod>(&mut self, v: &[T]) -> &mut Self {
+        self.0.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(bytemuck::cast_slice(v));
+        self
+    }
+
+    /// Appends a bincode-encoded value, length-prefixed.
+    pub fn value<T: Serialize>(&mut self, v: &T) -> &mut Self {
+        let bytes = encode(v);
+        self.slice(&bytes)
+    }
+
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// Reads one message from `rank`, in the order it was written.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    rank: u32,
+    phase: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8], rank: u32, phase: &'static str) -> Reader<'a> {
+        Reader { buf, rank, phase }
+    }
+
+    fn err(&self, detail: String) -> WireError {
+        WireError {
+            rank: self.rank,
+            phase: self.phase,
+            detail,
+        }
+    }
+
+    /// The next array (copied into an aligned vector).
+    pub fn slice<T: Pod>(&mut self) -> Result<Vec<T>, WireError> {
+        let bytes = self.raw(std::mem::size_of::<T>())?;
+        Ok(bytemuck::pod_collect_to_vec(bytes))
+    }
+
+    fn raw(&mut self, elem: usize) -> Result<&'a [u8], WireError> {
+        if self.buf.len() < 8 {
+            return Err(self.err("truncated length".into()));
+        }
+        let n = u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes"));
+        let len = (n as usize)
+            .checked_mul(elem)
+            .filter(|&l| l <= self.buf.len() - 8)
+            .ok_or_else(|| self.err(format!("{n} elements of {elem} bytes overrun the message")))?;
+        let out = &self.buf[8..8 + len];
+        self.buf = &self.buf[8 + len..];
+        Ok(out)
+    }
+
+    /// The next bincode value.
+    pub fn value<T: DeserializeOwned>(&mut self) -> Result<T, WireError> {
+        let bytes = self.raw(1)?;
+        decode(bytes).map_err(|e| self.err(e))
+    }
+}
+
+/// bincode with the standard configuration.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("in-memory encoding")
+}
+
+/// The inverse of [`encode`]; the error says what failed.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_and_values_round_trip_and_overruns_are_named() {
+        let msg = Writer::new()
+            .slice(&[1u32, 2, 3])
+            .value(&("x".to_string(), 7u128))
+            .slice(&[-1i64])
+            .finish();
+        let mut r = Reader::new(&msg, 3, "testing");
+        assert_eq!(r.slice::<u32>().unwrap(), vec![1, 2, 3]);
+        assert_eq!(r.value::<(String, u128)>().unwrap(), ("x".into(), 7));
+        assert_eq!(r.slice::<i64>().unwrap(), vec![-1]);
+        let e = Reader::new(&msg[..10], 3, "testing")
+            .slice::<u32>()
+            .unwrap_err();
+        assert!(e.to_string().contains("rank 3") && e.to_string().contains("testing"));
+    }
+}
