@@ -599,10 +599,7 @@ impl OrdersFile {
                 .map(|(c, w)| (c as u32, w[0], w[1]))
                 .collect()
         };
-        let ranges: Vec<_> = ranges
-            .into_iter()
-            .filter(|r| which(r.0 as usize))
-            .collect();
+        let ranges: Vec<_> = ranges.into_iter().filter(|r| which(r.0 as usize)).collect();
         // One read buffer per worker thread: a fresh zeroed buffer per chunk made the
         // kernel zero ~1 GB of pages for a 1 GB file.
         let buffers: thread_local::ThreadLocal<std::cell::RefCell<Vec<u8>>> =
@@ -697,7 +694,10 @@ pub(crate) fn parse_generated(
 
 /// `crc32:<hex>:len=<bytes>` of a file from the crc of its header and of every body chunk
 /// (`(crc, len)` in chunk order), as if hashed in one pass.
-pub fn file_fingerprint(header: (u32, u64), chunks: impl IntoIterator<Item = (u32, u64)>) -> String {
+pub fn file_fingerprint(
+    header: (u32, u64),
+    chunks: impl IntoIterator<Item = (u32, u64)>,
+) -> String {
     let mut crc = crc32fast::Hasher::new_with_initial_len(header.0, header.1);
     let mut len = header.1;
     for (c, l) in chunks {
@@ -724,10 +724,7 @@ pub fn read_orders(path: &Path, opts: OrdersOptions) -> Result<Interactions, Inp
             }
         }
     };
-    let fingerprint = file_fingerprint(
-        file.header_crc(),
-        raw.crcs.iter().map(|&(_, c, l)| (c, l)),
-    );
+    let fingerprint = file_fingerprint(file.header_crc(), raw.crcs.iter().map(|&(_, c, l)| (c, l)));
     let n_rows = raw.item.iter().map(Col::len).sum::<usize>() as u64;
     let time = if file.need_time() {
         raw.time

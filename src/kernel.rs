@@ -102,11 +102,7 @@ impl CoocIndex {
     /// As [`CoocIndex::build`], with the diagonal `C_jj` given (`Some`) rather than counted
     /// from `baskets`: a rank holds only the baskets that touch its own rows, so the
     /// catalogue-wide degrees come from the gang.
-    pub fn build_with_degree(
-        baskets: &Csr,
-        n_items: usize,
-        degree: Option<Vec<u32>>,
-    ) -> CoocIndex {
+    pub fn build_with_degree(baskets: &Csr, n_items: usize, degree: Option<Vec<u32>>) -> CoocIndex {
         let n = baskets.n_rows();
         assert!(
             baskets.nnz() + n < u32::MAX as usize,

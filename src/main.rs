@@ -363,10 +363,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             if let Some(n) = opts.local_ranks {
                 // The launcher only validates and spawns: each rank builds its own plan.
                 let per_rank = a.threads.unwrap_or_else(|| {
-                    (std::thread::available_parallelism().map_or(1, |c| c.get()) / n.max(1) as usize)
+                    (std::thread::available_parallelism().map_or(1, |c| c.get())
+                        / n.max(1) as usize)
                         .max(1)
                 });
-                opts.clone().launch(String::new(), |k| std::env::var(k).ok())?;
+                opts.clone()
+                    .launch(String::new(), |k| std::env::var(k).ok())?;
                 let code = launch::run_local(n, &child_args(), per_rank)?;
                 return Ok(code as u8);
             }
@@ -382,14 +384,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     let comm = QuicComm::join(setup)
                         .with_context(|| format!("rank {rank} of {world}: joining the gang"))?;
                     let out = cooc::gang::train::run(&plan, &comm);
-                    let reason = if out.is_ok() { "done" } else { "failed" };
-                    comm.close(reason);
+                    // Peers that are still waiting learn why this rank left.
+                    let reason = match &out {
+                        Ok(_) => "done".to_owned(),
+                        Err(e) => format!("rank {rank} failed: {e:#}")
+                            .chars()
+                            .take(400)
+                            .collect(),
+                    };
+                    comm.close(&reason);
                     let out = out.with_context(|| format!("rank {rank} of {world}"))?;
                     eprintln!(
                         "rank {rank}/{world}: sent {} B, received {} B; {}",
                         out.traffic.sent,
                         out.traffic.received,
-                        if rank == 0 { "wrote the model" } else { "rank 0 confirmed the write" }
+                        if rank == 0 {
+                            "wrote the model"
+                        } else {
+                            "rank 0 confirmed the write"
+                        }
                     );
                     match out.into_report() {
                         Some(r) => r,
@@ -467,6 +480,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli) {

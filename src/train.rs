@@ -24,10 +24,18 @@ pub const MAX_TOP_K: usize = 1000;
 /// Where training pairs come from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Orders { path: PathBuf, basket_by: BasketBy },
-    Baskets { path: PathBuf },
+    Orders {
+        path: PathBuf,
+        basket_by: BasketBy,
+    },
+    Baskets {
+        path: PathBuf,
+    },
     /// The Bookstore dataset generated in memory (each rank generates only its customers).
-    Synthetic { spec: GenSpec, basket_by: BasketBy },
+    Synthetic {
+        spec: GenSpec,
+        basket_by: BasketBy,
+    },
 }
 
 impl Source {
@@ -36,13 +44,17 @@ impl Source {
     pub fn describe(&self) -> String {
         let file = |p: &PathBuf| {
             let len = std::fs::metadata(p).map_or(0, |m| m.len());
-            let name = p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let name = p
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
             format!("{name}:len={len}")
         };
         match self {
             Source::Orders { path, basket_by } => format!("orders:{}:{basket_by:?}", file(path)),
             Source::Baskets { path } => format!("baskets:{}", file(path)),
-            Source::Synthetic { spec, basket_by } => format!("{}:{basket_by:?}", spec.fingerprint()),
+            Source::Synthetic { spec, basket_by } => {
+                format!("{}:{basket_by:?}", spec.fingerprint())
+            }
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct Traffic {
 /// Capped exponential backoff between connection attempts.
 const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// Longest single connection attempt.
+const ATTEMPT: Duration = Duration::from_secs(2);
 
 /// Joins the gang: connects to every lower rank (retrying with capped exponential backoff,
 /// resolving `peers[q]` afresh each time, so a name that appears late or moves is found) and
@@ -108,10 +110,13 @@ pub async fn rendezvous(
             let mut wait = BACKOFF_START;
             let conn = loop {
                 match resolve(&peers[q as usize]).await {
-                    Ok(addr) => match node.connect(addr, q).await {
-                        Ok(link) => break link.conn,
-                        Err(e @ LinkError::Mismatch { .. }) => return Err(CommError::from(e)),
-                        Err(e) => tracing::debug!(peer = q, "not yet: {e}"),
+                    // Bounded: a peer that is not listening yet never answers (QUIC ignores
+                    // ICMP), and the attempt would otherwise last the whole idle timeout.
+                    Ok(addr) => match tokio::time::timeout(ATTEMPT, node.connect(addr, q)).await {
+                        Ok(Ok(link)) => break link.conn,
+                        Ok(Err(e @ LinkError::Mismatch { .. })) => return Err(CommError::from(e)),
+                        Ok(Err(e)) => tracing::debug!(peer = q, "not yet: {e}"),
+                        Err(_) => tracing::debug!(peer = q, "not yet: no answer from {addr}"),
                     },
                     Err(e) => tracing::debug!(peer = q, "not resolvable yet: {e}"),
                 }

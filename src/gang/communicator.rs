@@ -18,19 +18,13 @@ pub trait Communicator {
     /// Every rank's `mine`, in rank order.
     fn all_gather(&self, phase: &'static str, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError>;
     /// `out[q]` to rank `q`; what each rank sent here, in rank order.
-    fn all_to_all(
-        &self,
-        phase: &'static str,
-        out: Vec<Vec<u8>>,
-    ) -> Result<Vec<Vec<u8>>, CommError>;
+    fn all_to_all(&self, phase: &'static str, out: Vec<Vec<u8>>)
+        -> Result<Vec<Vec<u8>>, CommError>;
     /// Element-wise sum over ranks, in place.
     fn all_reduce_sum(&self, phase: &'static str, v: &mut [u64]) -> Result<(), CommError>;
     /// Rank 0 gets every rank's `mine` in rank order; the others `None`.
-    fn gather(
-        &self,
-        phase: &'static str,
-        mine: Vec<u8>,
-    ) -> Result<Option<Vec<Vec<u8>>>, CommError>;
+    fn gather(&self, phase: &'static str, mine: Vec<u8>)
+        -> Result<Option<Vec<Vec<u8>>>, CommError>;
     /// `root`'s `data` on every rank.
     fn broadcast(
         &self,
@@ -100,9 +94,7 @@ impl QuicComm {
         let rank = setup.hello.rank;
         let mesh = rt.block_on(async {
             let node = Node::bind(setup.bind, &setup.secret, setup.hello)?;
-            anyhow::Ok(
-                comm::rendezvous(node, rank, &setup.peers, setup.rendezvous_timeout).await?,
-            )
+            anyhow::Ok(comm::rendezvous(node, rank, &setup.peers, setup.rendezvous_timeout).await?)
         })?;
         Ok(QuicComm { rt, mesh })
     }

@@ -28,9 +28,8 @@ pub fn new_secret() -> anyhow::Result<String> {
 /// Reads a secret file (surrounding whitespace trimmed: a Kubernetes Secret often ends in a
 /// newline).
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let text = std::fs::read(path).map_err(|e| {
-        ConfigError(format!("--secret-file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read(path)
+        .map_err(|e| ConfigError(format!("--secret-file {}: {e}", path.display())))?;
     let s = text.trim_ascii().to_vec();
     if s.len() < MIN_SECRET_BYTES {
         return Err(ConfigError(format!(
@@ -126,7 +125,14 @@ impl GangOptions {
                     ))
                 })?;
             let job = self.run_id.clone().unwrap_or_else(|| "cooc".into());
-            (rank, world, peers, job, 0, SocketAddr::from(([0, 0, 0, 0], port)))
+            (
+                rank,
+                world,
+                peers,
+                job,
+                0,
+                SocketAddr::from(([0, 0, 0, 0], port)),
+            )
         };
         Ok(Launch::Member(QuicSetup {
             bind,
@@ -153,10 +159,7 @@ pub fn run_local(n: u32, args: &[OsString], threads_per_rank: usize) -> anyhow::
     let dir = tempfile::Builder::new().prefix("cooc-gang-").tempdir()?;
     let secret = dir.path().join("secret");
     std::fs::write(&secret, new_secret()?)?;
-    std::fs::set_permissions(
-        &secret,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )?;
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let run_id = format!("local-{}", &new_secret()?[..16]);
     // Free UDP ports, released just before the ranks bind them.
     let ports: Vec<u16> = {
@@ -224,12 +227,18 @@ mod tests {
     #[test]
     fn launches_are_validated_with_named_flags() {
         let none = |_: &str| None;
-        assert!(matches!(opts().launch("fp".into(), none), Ok(Launch::Single)));
+        assert!(matches!(
+            opts().launch("fp".into(), none),
+            Ok(Launch::Single)
+        ));
         let local = GangOptions {
             local_ranks: Some(2),
             ..opts()
         };
-        assert!(matches!(local.launch("fp".into(), none), Ok(Launch::Local(2))));
+        assert!(matches!(
+            local.launch("fp".into(), none),
+            Ok(Launch::Local(2))
+        ));
         let half = GangOptions {
             rank: Some(0),
             ..opts()
@@ -247,7 +256,12 @@ mod tests {
             secret_file: Some(f.clone()),
             ..opts()
         };
-        assert!(weak.clone().launch("fp".into(), none).unwrap_err().0.contains("at least 16"));
+        assert!(weak
+            .clone()
+            .launch("fp".into(), none)
+            .unwrap_err()
+            .0
+            .contains("at least 16"));
         std::fs::write(&f, new_secret().unwrap()).unwrap();
         let Launch::Member(setup) = weak.clone().launch("fp".into(), none).unwrap() else {
             panic!("a member")
@@ -258,12 +272,20 @@ mod tests {
             peers: Some(vec!["a:1".into()]),
             ..weak.clone()
         };
-        assert!(wrong.launch("fp".into(), none).unwrap_err().0.contains("1 address(es)"));
+        assert!(wrong
+            .launch("fp".into(), none)
+            .unwrap_err()
+            .0
+            .contains("1 address(es)"));
         let past = GangOptions {
             rank: Some(2),
             ..weak
         };
-        assert!(past.launch("fp".into(), none).unwrap_err().0.contains("below --world-size"));
+        assert!(past
+            .launch("fp".into(), none)
+            .unwrap_err()
+            .0
+            .contains("below --world-size"));
     }
 
     #[test]

@@ -44,8 +44,16 @@ use crate::progress::Phase;
 use crate::train::{self, Source, TrainPlan, TrainReport, Trained};
 
 /// Chunk size of a shared read: fixed, so every rank plans the same chunks whatever its
-/// thread count.
+/// thread count. `COOC_CHUNK_BYTES` overrides it (every rank must use the same value).
 const GANG_CHUNK: u64 = 8 << 20;
+
+fn chunk_bytes() -> u64 {
+    std::env::var("COOC_CHUNK_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&v| v > 0)
+        .unwrap_or(GANG_CHUNK)
+}
 
 /// What one rank did.
 #[derive(Debug)]
@@ -70,7 +78,9 @@ impl RankReport {
 /// Where the input's fingerprint comes from.
 enum Fingerprint {
     /// A file read in shares: its header's crc, and chunk crcs gathered from every rank.
-    Shared { header: (u32, u64) },
+    Shared {
+        header: (u32, u64),
+    },
     Known(String),
 }
 
@@ -299,13 +309,12 @@ fn agree<T>(
     let all = comm.all_gather(phase, &wire::encode(&status))?;
     let value = local?;
     for (q, bytes) in all.iter().enumerate() {
-        let status: Option<(u8, String)> = wire::decode(bytes).map_err(|detail| {
-            wire::WireError {
+        let status: Option<(u8, String)> =
+            wire::decode(bytes).map_err(|detail| wire::WireError {
                 rank: q as u32,
                 phase,
                 detail,
-            }
-        })?;
+            })?;
         if let Some((code, message)) = status {
             return Err(PeerFailed {
                 rank: q as u32,
@@ -329,14 +338,18 @@ fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share
             // and keeps every W-th basket.
             let data = agree(comm, "reading the input", Ok(input::read_baskets(path)?))?;
             let fp = data.fingerprint.clone();
-            return Ok((keep_every(data, rank, world), Vec::new(), Fingerprint::Known(fp)));
+            return Ok((
+                keep_every(data, rank, world),
+                Vec::new(),
+                Fingerprint::Known(fp),
+            ));
         }
         Source::Orders { path, basket_by } => {
             let opts = OrdersOptions {
                 basket_by: *basket_by,
                 need_time: plan.holdout,
             };
-            let file = OrdersFile::open(path, opts, GANG_CHUNK).map_err(anyhow::Error::from);
+            let file = OrdersFile::open(path, opts, chunk_bytes()).map_err(anyhow::Error::from);
             let file = agree(comm, "opening the input", file)?;
             let (raw, mode) = parse_agreed(comm, |mode| {
                 file.parse(|c| c % world as usize == rank as usize, mode)
@@ -399,7 +412,10 @@ fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share
         let t = time.get(c).filter(|_| need_time);
         for (i, &item) in items[c].iter().enumerate() {
             let (q, key) = match col {
-                Col::Int(v) => (basket_owner(hash_int_key(v[i]), world), BasketKey::Int(v[i])),
+                Col::Int(v) => (
+                    basket_owner(hash_int_key(v[i]), world),
+                    BasketKey::Int(v[i]),
+                ),
                 Col::Str { ids, keys } => {
                     let k = &keys[ids[i] as usize];
                     (basket_owner(hash_str_key(k), world), BasketKey::Str(k))
@@ -660,8 +676,11 @@ fn translate(local: &Keys, global: &Keys) -> Vec<u32> {
         (Keys::Int(l), Keys::Int(g)) => walk(l, g),
         (Keys::Str(l), Keys::Str(g)) => walk(l, g),
         (Keys::Int(l), Keys::Str(g)) => {
-            let mut l: Vec<(String, usize)> =
-                l.iter().enumerate().map(|(n, x)| (x.to_string(), n)).collect();
+            let mut l: Vec<(String, usize)> = l
+                .iter()
+                .enumerate()
+                .map(|(n, x)| (x.to_string(), n))
+                .collect();
             l.sort_unstable();
             let pos = walk(&l.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), g);
             let mut out = vec![0u32; l.len()];
@@ -715,12 +734,14 @@ fn route_baskets(
         values: Vec::new(),
     };
     for (q, bytes) in got.iter().enumerate() {
-        let packed: Vec<u32> = Reader::new(bytes, q as u32, "routing baskets to row owners").slice()?;
+        let packed: Vec<u32> =
+            Reader::new(bytes, q as u32, "routing baskets to row owners").slice()?;
         let mut at = 0usize;
         while at < packed.len() {
             let len = packed[at] as usize;
             let row = packed.get(at + 1..at + 1 + len).filter(|r| {
-                r.windows(2).all(|w| w[0] < w[1]) && r.last().is_none_or(|&x| (x as usize) < n_items)
+                r.windows(2).all(|w| w[0] < w[1])
+                    && r.last().is_none_or(|&x| (x as usize) < n_items)
             });
             let Some(row) = row else {
                 anyhow::bail!(wire::WireError {
