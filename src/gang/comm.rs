@@ -133,7 +133,13 @@ pub async fn rendezvous(
     })
     .await;
     let (higher, lower) = match joined {
-        Ok(r) => r?,
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            // Flush the close frames (a refused peer must hear why, or it retries until
+            // its own deadline), bounded: a peer that is gone never acknowledges.
+            let _ = tokio::time::timeout(BACKOFF_CAP, node.shutdown(&e.to_string())).await;
+            return Err(e);
+        }
         Err(_) => {
             let missing = arrived
                 .lock()
