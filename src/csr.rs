@@ -122,6 +122,18 @@ impl Csr {
     /// them at cursors that start where the previous parts' entries end, so the parts fill
     /// disjoint slots in row order and every output row comes out sorted.
     pub fn transpose_labelled(&self, n_cols: usize, label: impl Fn(usize) -> u32 + Sync) -> Csr {
+        self.transpose_labelled_in(n_cols, 0..n_cols, label)
+    }
+
+    /// [`Csr::transpose_labelled`] keeping only the values in `cols`: the output rows
+    /// outside `cols` are empty (a rank needs the baskets of its own items only).
+    pub fn transpose_labelled_in(
+        &self,
+        n_cols: usize,
+        cols: std::ops::Range<usize>,
+        label: impl Fn(usize) -> u32 + Sync,
+    ) -> Csr {
+        let keep = |v: u32| cols.contains(&(v as usize));
         let n_rows = self.n_rows();
         let parts = (rayon::current_num_threads() * 2).clamp(1, n_rows.max(1));
         let nnz = self.nnz() as u64;
@@ -140,7 +152,7 @@ impl Csr {
                 let mut c = vec![0u64; n_cols];
                 let (lo, hi) = (self.offsets[bounds[p]], self.offsets[bounds[p + 1]]);
                 for &v in &self.values[lo as usize..hi as usize] {
-                    c[v as usize] += 1;
+                    c[v as usize] += keep(v) as u64;
                 }
                 c
             })
@@ -155,15 +167,17 @@ impl Csr {
             }
             offsets[col + 1] = at;
         }
-        let out: Vec<AtomicU32> = zeroed_huge_atomic(self.values.len());
+        let out: Vec<AtomicU32> = zeroed_huge_atomic(offsets[n_cols] as usize);
         part_counts
             .into_par_iter()
             .enumerate()
             .for_each(|(p, mut cursor)| {
                 for r in bounds[p]..bounds[p + 1] {
                     for &v in self.row(r) {
-                        out[cursor[v as usize] as usize].store(label(r), Relaxed);
-                        cursor[v as usize] += 1;
+                        if keep(v) {
+                            out[cursor[v as usize] as usize].store(label(r), Relaxed);
+                            cursor[v as usize] += 1;
+                        }
                     }
                 }
             });

@@ -96,13 +96,18 @@ pub struct CoocIndex {
 impl CoocIndex {
     /// Lays out `baskets` (rows of sorted distinct items) for the kernel.
     pub fn build(baskets: &Csr, n_items: usize) -> CoocIndex {
-        Self::build_with_degree(baskets, n_items, None)
+        Self::build_with_degree(baskets, n_items, None, 0..n_items)
     }
 
     /// As [`CoocIndex::build`], with the diagonal `C_jj` given (`Some`) rather than counted
-    /// from `baskets`: a rank holds only the baskets that touch its own rows, so the
-    /// catalogue-wide degrees come from the gang.
-    pub fn build_with_degree(baskets: &Csr, n_items: usize, degree: Option<Vec<u32>>) -> CoocIndex {
+    /// from `baskets`, for the items in `rows` only: a rank holds only the baskets that
+    /// touch its own rows, so the catalogue-wide degrees come from the gang.
+    pub fn build_with_degree(
+        baskets: &Csr,
+        n_items: usize,
+        degree: Option<Vec<u32>>,
+        rows: Range<usize>,
+    ) -> CoocIndex {
         let n = baskets.n_rows();
         assert!(
             baskets.nnz() + n < u32::MAX as usize,
@@ -118,7 +123,7 @@ impl CoocIndex {
             packed[at + 1..at + 1 + row.len()].copy_from_slice(row);
             at += 1 + row.len();
         }
-        let item_baskets = baskets.transpose_labelled(n_items, |b| pos[b]);
+        let item_baskets = baskets.transpose_labelled_in(n_items, rows, |b| pos[b]);
         let degree = degree.unwrap_or_else(|| {
             (0..n_items)
                 .map(|i| item_baskets.row_len(i) as u32)

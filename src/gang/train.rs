@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::comm::Traffic;
 use super::communicator::Communicator;
-use super::schedule::{balanced_blocks, basket_owner, hash_int_key, hash_str_key};
+use super::schedule::{balanced_blocks, basket_owner, hash_int_key};
 use super::wire::{self, Reader, Writer};
 use crate::csr::Csr;
 use crate::error::{exit_code, InputError, PeerFailed};
@@ -53,6 +53,16 @@ fn chunk_bytes() -> u64 {
         .and_then(|v| v.parse().ok())
         .filter(|&v| v > 0)
         .unwrap_or(GANG_CHUNK)
+}
+
+/// Logs (at debug) how long the step since `t` took, and restarts `t`.
+fn step(name: &str, t: &mut std::time::Instant) {
+    tracing::debug!(
+        step = name,
+        seconds = t.elapsed().as_secs_f64(),
+        "step done"
+    );
+    *t = std::time::Instant::now();
 }
 
 /// What one rank did.
@@ -100,8 +110,10 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     );
 
     let phase = Phase::start("count");
+    let mut t = std::time::Instant::now();
     let n_items = data.item_keys.len();
     let (train_baskets, test) = train::split_holdout(&data, plan.holdout);
+    step("baskets", &mut t);
     let Interactions {
         item_keys,
         n_rows,
@@ -117,12 +129,15 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
         }
     }
     comm.all_reduce_sum("summing degrees", &mut dw)?;
+    step("degrees", &mut t);
     let degree: Vec<u32> = dw[..n_items].iter().map(|&d| d as u32).collect();
     let blocks = balanced_blocks(&dw[n_items..], world);
     drop(dw);
     let mine = blocks[rank as usize].clone();
     let local = route_baskets(comm, &train_baskets, &blocks, n_items)?;
-    let index = CoocIndex::build_with_degree(&local, n_items, Some(degree.clone()));
+    step("route baskets", &mut t);
+    let index = CoocIndex::build_with_degree(&local, n_items, Some(degree.clone()), mine.clone());
+    step("index", &mut t);
     drop(local);
     timings.push(("count", phase.finish()));
 
@@ -332,7 +347,8 @@ type Share = (Interactions, Vec<(u32, u32, u64)>, Fingerprint);
 /// Steps 1-3: this rank's baskets, whole, with global item ids.
 fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share> {
     let (rank, world) = (comm.rank(), comm.world());
-    let (raw, fingerprint, str_basket) = match &plan.source {
+    let t0 = std::time::Instant::now();
+    let (raw, fingerprint) = match &plan.source {
         Source::Baskets { path } => {
             // Basket files are small and have no customer column: every rank reads the file
             // and keeps every W-th basket.
@@ -351,15 +367,17 @@ fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share
             };
             let file = OrdersFile::open(path, opts, chunk_bytes()).map_err(anyhow::Error::from);
             let file = agree(comm, "opening the input", file)?;
-            let (raw, mode) = parse_agreed(comm, |mode| {
-                file.parse(|c| c % world as usize == rank as usize, mode)
+            let raw = parse_agreed(comm, |mode| {
+                file.parse(
+                    |c| c * world as usize / file.n_chunks() == rank as usize,
+                    mode,
+                )
             })?;
             (
                 raw,
                 Fingerprint::Shared {
                     header: file.header_crc(),
                 },
-                mode.str_basket,
             )
         }
         Source::Synthetic { spec, basket_by } => {
@@ -370,10 +388,11 @@ fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share
             let blocks = crate::gen::customer_csv(spec, |c| {
                 basket_owner(hash_int_key(c as i64 + 1), world) == rank
             });
-            let (raw, mode) = parse_agreed(comm, |_| input::parse_generated(&blocks, opts))?;
-            (raw, Fingerprint::Known(spec.fingerprint()), mode.str_basket)
+            let raw = parse_agreed(comm, |_| input::parse_generated(&blocks, opts))?;
+            (raw, Fingerprint::Known(spec.fingerprint()))
         }
     };
+    step("parse", &mut { t0 });
     let need_time = plan.holdout
         || matches!(
             plan.source,
@@ -385,6 +404,7 @@ fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share
                 ..
             }
         );
+    let mut t = std::time::Instant::now();
     let RawChunks {
         basket,
         item,
@@ -405,45 +425,116 @@ fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share
         .into_par_iter()
         .map(|ids| ids.iter().map(|&l| to_global[l as usize]).collect())
         .collect();
+    step("item keys", &mut t);
 
-    // Step 3: rows to the owners of their baskets.
+    // Step 3: every basket gets one owner, the lowest rank that read rows of it, and rows
+    // of a basket read elsewhere travel to it. Shares are contiguous, so in a file grouped
+    // by customer (or generated per rank) almost nothing moves: only the key lists do.
+    let (local_bids, bkeys) = assign_ids(basket);
+    // Only higher ranks need this rank's keys: a basket belongs to the lowest rank holding it.
+    let mine = encode_keys(&bkeys);
+    let msgs = (0..world)
+        .map(|q| if q > rank { mine.clone() } else { Vec::new() })
+        .collect();
+    let all = comm.all_to_all("agreeing on basket owners", msgs)?;
+    drop(mine);
+    let mut others = Vec::with_capacity(all.len());
+    for (q, bytes) in all.iter().enumerate().take(rank as usize) {
+        others.push(decode_keys(bytes, q as u32)?);
+    }
+    drop(all);
+    let owner = basket_owners(&bkeys, &others, rank);
+    drop(others);
+    step("basket owners", &mut t);
     let mut out: Vec<RowsOut> = (0..world).map(|_| RowsOut::default()).collect();
-    for (c, col) in basket.iter().enumerate() {
-        let t = time.get(c).filter(|_| need_time);
-        for (i, &item) in items[c].iter().enumerate() {
-            let (q, key) = match col {
-                Col::Int(v) => (
-                    basket_owner(hash_int_key(v[i]), world),
-                    BasketKey::Int(v[i]),
-                ),
-                Col::Str { ids, keys } => {
-                    let k = &keys[ids[i] as usize];
-                    (basket_owner(hash_str_key(k), world), BasketKey::Str(k))
-                }
-            };
-            out[q as usize].push(key, item, t.map(|t| t[i]));
+    // Owned baskets, renumbered densely.
+    let mut renum = vec![u32::MAX; owner.len()];
+    let mut n_owned = 0u32;
+    for (b, &o) in owner.iter().enumerate() {
+        if o == rank {
+            renum[b] = n_owned;
+            n_owned += 1;
         }
     }
-    drop((basket, items, time));
-    let msgs = out.into_iter().map(|o| o.encode(str_basket)).collect();
+    let mut b_cols: Vec<Vec<u32>> = Vec::with_capacity(local_bids.len() + world as usize);
+    let mut i_cols: Vec<Vec<u32>> = Vec::with_capacity(local_bids.len() + world as usize);
+    let mut t_cols: Vec<Vec<i64>> = Vec::with_capacity(local_bids.len() + world as usize);
+    for (c, (bids, its)) in local_bids.into_iter().zip(items).enumerate() {
+        let ts = time.get(c).filter(|_| need_time);
+        if bids.iter().all(|&b| owner[b as usize] == rank) {
+            b_cols.push(bids.iter().map(|&b| renum[b as usize]).collect());
+            i_cols.push(its);
+            t_cols.push(ts.cloned().unwrap_or_default());
+            continue;
+        }
+        let (mut kb, mut ki, mut kt) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, (&b, &item)) in bids.iter().zip(&its).enumerate() {
+            let t = ts.map(|t| t[i]);
+            let o = owner[b as usize];
+            if o == rank {
+                kb.push(renum[b as usize]);
+                ki.push(item);
+                kt.extend(t);
+            } else {
+                let key = match &bkeys {
+                    Keys::Int(v) => BasketKey::Int(v[b as usize]),
+                    Keys::Str(v) => BasketKey::Str(v[b as usize].as_bytes()),
+                };
+                out[o as usize].push(key, item, t);
+            }
+        }
+        b_cols.push(kb);
+        i_cols.push(ki);
+        t_cols.push(kt);
+    }
+    drop(time);
+    let msgs = out
+        .into_iter()
+        .map(|o| o.encode(matches!(bkeys, Keys::Str(_))))
+        .collect();
     let got = comm.all_to_all("routing rows to basket owners", msgs)?;
-    let mut b_cols = Vec::with_capacity(got.len());
-    let mut i_cols = Vec::with_capacity(got.len());
-    let mut t_cols = Vec::with_capacity(got.len());
+    step("route rows", &mut t);
     for (q, bytes) in got.iter().enumerate() {
-        let (b, i, t) = RowsOut::decode(bytes, q as u32)?;
-        b_cols.push(b);
-        i_cols.push(i);
-        t_cols.push(t);
+        let (col, its, ts) = RowsOut::decode(bytes, q as u32)?;
+        let bad = || wire::WireError {
+            rank: q as u32,
+            phase: "routing rows to basket owners",
+            detail: "rows of a basket this rank does not own".into(),
+        };
+        let bids: Vec<usize> = match (&col, &bkeys) {
+            (Col::Int(v), Keys::Int(mine)) => v
+                .iter()
+                .map(|k| mine.binary_search(k).map_err(|_| bad()))
+                .collect::<Result<Vec<_>, _>>()?,
+            (Col::Str { ids, keys }, Keys::Str(mine)) => ids
+                .iter()
+                .map(|&i| {
+                    let k = String::from_utf8_lossy(&keys[i as usize]);
+                    mine.binary_search_by(|m| m.as_str().cmp(&k))
+                        .map_err(|_| bad())
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ if its.is_empty() => Vec::new(),
+            _ => return Err(bad().into()),
+        };
+        let mut mapped = Vec::with_capacity(bids.len());
+        for b in bids {
+            match renum[b] {
+                u32::MAX => return Err(bad().into()),
+                r => mapped.push(r),
+            }
+        }
+        b_cols.push(mapped);
+        i_cols.push(its);
+        t_cols.push(ts);
     }
     drop(got);
     let n_rows = i_cols.iter().map(Vec::len).sum::<usize>() as u64;
-    let (basket_ids, basket_keys) = assign_ids(b_cols);
     let data = Interactions {
-        basket: basket_ids,
+        basket: b_cols,
         item: i_cols,
         time: if need_time { t_cols } else { Vec::new() },
-        n_baskets: basket_keys.len(),
+        n_baskets: n_owned as usize,
         item_keys: global,
         n_rows,
         fingerprint: String::new(),
@@ -456,7 +547,7 @@ fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Share
 fn parse_agreed(
     comm: &dyn Communicator,
     parse: impl Fn(KeyMode) -> Result<RawChunks, ParseStop>,
-) -> anyhow::Result<(RawChunks, KeyMode)> {
+) -> anyhow::Result<RawChunks> {
     let mut mode = KeyMode::default();
     loop {
         let result = parse(mode);
@@ -491,9 +582,36 @@ fn parse_agreed(
         }
         if mode == before {
             let raw = result.map_err(|s| anyhow::anyhow!("reading the input: {s:?}"))?;
-            return Ok((raw, mode));
+            return Ok(raw);
         }
     }
+}
+
+/// The owner of each of this rank's baskets (`mine`, sorted): the lowest rank whose sorted
+/// key list (`all[q]`, for every rank `q` below this one) holds it. Every rank computes the
+/// same owner for a shared basket.
+fn basket_owners(mine: &Keys, all: &[Keys], me: u32) -> Vec<u32> {
+    fn mark<T: Ord>(mine: &[T], theirs: &[T], q: u32, owner: &mut [u32]) {
+        let mut j = 0usize;
+        for (i, k) in mine.iter().enumerate() {
+            while j < theirs.len() && theirs[j] < *k {
+                j += 1;
+            }
+            if j < theirs.len() && theirs[j] == *k && owner[i] > q {
+                owner[i] = q;
+            }
+        }
+    }
+    let mut owner = vec![me; mine.len()];
+    for (q, theirs) in all.iter().enumerate().take(me as usize) {
+        match (mine, theirs) {
+            (Keys::Int(m), Keys::Int(t)) => mark(m, t, q as u32, &mut owner),
+            (Keys::Str(m), Keys::Str(t)) => mark(m, t, q as u32, &mut owner),
+            // Ranks agreed on the key mode; an empty share may still say "integers".
+            _ => {}
+        }
+    }
+    owner
 }
 
 /// Keeps baskets `rank, rank + W, ...`, renumbered densely.
@@ -724,18 +842,41 @@ fn route_baskets(
             }
         }
     }
+    // This rank's own share stays here; the others travel as raw little-endian words.
+    let me = comm.rank() as usize;
+    let own = std::mem::take(&mut out[me]);
     let msgs = out
         .into_iter()
-        .map(|v| Writer::new().slice(&v).finish())
+        .map(|v| bytemuck::cast_slice::<u32, u8>(&v).to_vec())
         .collect();
     let got = comm.all_to_all("routing baskets to row owners", msgs)?;
+    let phase = "routing baskets to row owners";
+    let mut parts: Vec<(u32, std::borrow::Cow<[u32]>)> = Vec::with_capacity(world);
+    for (q, bytes) in got.iter().enumerate() {
+        if q == me {
+            parts.push((q as u32, std::borrow::Cow::Borrowed(&own[..])));
+            continue;
+        }
+        if bytes.len() % 4 != 0 {
+            anyhow::bail!(wire::WireError {
+                rank: q as u32,
+                phase,
+                detail: format!("{} bytes are not whole words", bytes.len()),
+            });
+        }
+        // Zero-copy when the buffer is aligned for u32 (allocators give at least that).
+        let words = match bytemuck::try_cast_slice::<u8, u32>(bytes) {
+            Ok(w) => std::borrow::Cow::Borrowed(w),
+            Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+        };
+        parts.push((q as u32, words));
+    }
+    let total: usize = parts.iter().map(|p| p.1.len()).sum();
     let mut csr = Csr {
         offsets: vec![0],
-        values: Vec::new(),
+        values: Vec::with_capacity(total),
     };
-    for (q, bytes) in got.iter().enumerate() {
-        let packed: Vec<u32> =
-            Reader::new(bytes, q as u32, "routing baskets to row owners").slice()?;
+    for (q, packed) in &parts {
         let mut at = 0usize;
         while at < packed.len() {
             let len = packed[at] as usize;
@@ -745,8 +886,8 @@ fn route_baskets(
             });
             let Some(row) = row else {
                 anyhow::bail!(wire::WireError {
-                    rank: q as u32,
-                    phase: "routing baskets to row owners",
+                    rank: *q,
+                    phase,
                     detail: format!("a bad basket at word {at}"),
                 });
             };
