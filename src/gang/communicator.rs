@@ -15,6 +15,10 @@ use super::link::{Hello, Node};
 pub trait Communicator {
     fn rank(&self) -> u32;
     fn world(&self) -> u32;
+    /// Returns once every rank has called it.
+    fn barrier(&self, phase: &'static str) -> Result<(), CommError> {
+        self.all_gather(phase, &[]).map(|_| ())
+    }
     /// Every rank's `mine`, in rank order.
     fn all_gather(&self, phase: &'static str, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError>;
     /// `out[q]` to rank `q`; what each rank sent here, in rank order.
