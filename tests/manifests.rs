@@ -1,0 +1,576 @@
+//! The Kubernetes manifests (kueue/, jobset/, serve/k8s/) as users apply them: every
+//! document parses; built-in kinds deserialize into `k8s-openapi` types with nothing dropped;
+//! JobSet and Kueue objects validate against the upstream CRD schemas in ../shared/crds
+//! (and carry no field those schemas would prune); every pod template passes the Pod
+//! Security "restricted" rules (and deliberately broken copies fail them); and the objects
+//! refer to each other consistently. No cluster runs here: these checks are what one would
+//! reject or silently drop.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+const NAMESPACE: &str = "bookstore-ml";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every object of every manifest (kustomization files aside), with its file.
+fn objects() -> Vec<(PathBuf, Value)> {
+    let mut out = Vec::new();
+    for dir in ["kueue", "jobset", "serve/k8s"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let v: Value = serde::Deserialize::deserialize(doc)
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                if !v.is_null() {
+                    out.push((f.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn kind(v: &Value) -> &str {
+    v["kind"].as_str().unwrap_or("")
+}
+
+fn named<'a>(all: &'a [(PathBuf, Value)], k: &str, name: &str) -> &'a Value {
+    all.iter()
+        .map(|(_, v)| v)
+        .find(|v| kind(v) == k && v["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {k} named {name}"))
+}
+
+fn of_kind<'a>(all: &'a [(PathBuf, Value)], k: &str) -> Vec<&'a Value> {
+    all.iter().map(|(_, v)| v).filter(|v| kind(v) == k).collect()
+}
+
+#[test]
+fn every_kustomization_lists_exactly_its_directory() {
+    for dir in ["kueue", "jobset", "serve/k8s"] {
+        let k: Value = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(repo().join(dir).join("kustomization.yaml")).unwrap(),
+        )
+        .unwrap();
+        let mut listed: Vec<String> = k["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_owned())
+            .collect();
+        listed.sort();
+        let mut present: Vec<String> = std::fs::read_dir(repo().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+            .collect();
+        present.sort();
+        assert_eq!(listed, present, "{dir}/kustomization.yaml");
+    }
+}
+
+/// Deserializes into `T` and back; the result must equal the input (nothing dropped).
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(file: &Path, v: &Value) {
+    let typed: T = serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("{}: {} does not parse: {e}", file.display(), kind(v)));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(&back, v, "{}: {} lost or changed fields", file.display(), kind(v));
+}
+
+#[test]
+fn built_in_kinds_round_trip_through_k8s_openapi() {
+    use k8s_openapi::api::{apps, autoscaling, core, networking, policy};
+    let all = objects();
+    let mut crd = 0;
+    for (f, v) in &all {
+        match (v["apiVersion"].as_str().unwrap_or(""), kind(v)) {
+            ("v1", "Namespace") => round_trip::<core::v1::Namespace>(f, v),
+            ("v1", "PersistentVolumeClaim") => round_trip::<core::v1::PersistentVolumeClaim>(f, v),
+            ("v1", "Service") => round_trip::<core::v1::Service>(f, v),
+            ("apps/v1", "Deployment") => round_trip::<apps::v1::Deployment>(f, v),
+            ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+                round_trip::<autoscaling::v2::HorizontalPodAutoscaler>(f, v)
+            }
+            ("policy/v1", "PodDisruptionBudget") => {
+                round_trip::<policy::v1::PodDisruptionBudget>(f, v)
+            }
+            ("networking.k8s.io/v1", "NetworkPolicy") => {
+                round_trip::<networking::v1::NetworkPolicy>(f, v)
+            }
+            (api, _) if api.starts_with("jobset.x-k8s.io/") || api.starts_with("kueue.x-k8s.io/") => {
+                crd += 1
+            }
+            (api, k) => panic!("{}: {api} {k} is not checked by any test", f.display()),
+        }
+    }
+    assert!(crd >= 6, "JobSet and Kueue objects are checked by the schema test");
+    // The JobSet's Job template is a built-in type too.
+    let js = named(&all, "JobSet", "recommender-train");
+    for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
+        round_trip::<k8s_openapi::api::batch::v1::JobTemplateSpec>(
+            Path::new("jobset/recommender-train.yaml"),
+            &rj["template"],
+        );
+    }
+}
+
+/// The upstream CRDs: (apiVersion, kind) -> openAPIV3Schema.
+fn crd_schemas() -> Option<Vec<(String, String, Value)>> {
+    let crds = common::shared_dataset("../crds/jobset.x-k8s.io_jobsets.yaml")?;
+    let dir = crds.parent().unwrap().to_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let crd: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let group = crd["spec"]["group"].as_str().unwrap();
+        let k = crd["spec"]["names"]["kind"].as_str().unwrap();
+        for ver in crd["spec"]["versions"].as_array().unwrap() {
+            out.push((
+                format!("{group}/{}", ver["name"].as_str().unwrap()),
+                k.to_owned(),
+                ver["schema"]["openAPIV3Schema"].clone(),
+            ));
+        }
+    }
+    Some(out)
+}
+
+/// Fields the API server would prune: present in `v`, absent from the structural schema.
+fn pruned(v: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
+    if schema["x-kubernetes-preserve-unknown-fields"] == true {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            let props = schema["properties"].as_object();
+            for (k, child) in m {
+                if path.is_empty() && (k == "apiVersion" || k == "kind" || k == "metadata") {
+                    continue;
+                }
+                match props.and_then(|p| p.get(k)) {
+                    Some(s) => pruned(child, s, &format!("{path}.{k}"), out),
+                    None if schema["additionalProperties"].is_object() => {
+                        pruned(child, &schema["additionalProperties"], &format!("{path}.{k}"), out)
+                    }
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, item) in a.iter().enumerate() {
+                pruned(item, &schema["items"], &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn jobset_and_kueue_objects_validate_against_the_upstream_schemas() {
+    let Some(schemas) = crd_schemas() else { return };
+    let all = objects();
+    let mut checked = 0;
+    for (f, v) in &all {
+        let api = v["apiVersion"].as_str().unwrap();
+        if !(api.starts_with("jobset.x-k8s.io/") || api.starts_with("kueue.x-k8s.io/")) {
+            continue;
+        }
+        assert!(!api.ends_with("v1beta1"), "{}: use kueue.x-k8s.io/v1beta2", f.display());
+        let (_, _, schema) = schemas
+            .iter()
+            .find(|(a, k, _)| a == api && k == kind(v))
+            .unwrap_or_else(|| panic!("{}: no upstream schema for {api} {}", f.display(), kind(v)));
+        let validator = jsonschema::validator_for(schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(v)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {}: {errors:#?}", f.display(), kind(v));
+        let mut extra = Vec::new();
+        pruned(v, schema, "", &mut extra);
+        assert!(extra.is_empty(), "{}: fields the schema would prune: {extra:?}", f.display());
+        checked += 1;
+    }
+    assert!(checked >= 6);
+    // The checks can fail: a misspelt field and a wrong type are caught.
+    let js = named(&all, "JobSet", "recommender-train").clone();
+    let (_, _, schema) = schemas.iter().find(|(_, k, _)| k == "JobSet").unwrap();
+    let mut typo = js.clone();
+    typo["spec"]["failurePolicy"]["maxRestart"] = json!(3);
+    let mut extra = Vec::new();
+    pruned(&typo, schema, "", &mut extra);
+    assert_eq!(extra, vec![".spec.failurePolicy.maxRestart"]);
+    let mut wrong = js;
+    wrong["spec"]["failurePolicy"]["rules"][0]["action"] = json!("Explode");
+    assert!(!jsonschema::validator_for(schema).unwrap().is_valid(&wrong));
+}
+
+/// Every pod template: Deployments, Jobs, CronJobs and JobSet replicatedJobs.
+fn pod_templates(all: &[(PathBuf, Value)]) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (_, v) in all {
+        let name = format!("{}/{}", kind(v), v["metadata"]["name"].as_str().unwrap_or(""));
+        match kind(v) {
+            "Deployment" | "Job" | "StatefulSet" | "DaemonSet" => {
+                out.push((name, v["spec"]["template"].clone()))
+            }
+            "CronJob" => out.push((name, v["spec"]["jobTemplate"]["spec"]["template"].clone())),
+            "JobSet" => {
+                for rj in v["spec"]["replicatedJobs"].as_array().unwrap() {
+                    out.push((
+                        format!("{name}/{}", rj["name"].as_str().unwrap()),
+                        rj["template"]["spec"]["template"].clone(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The Pod Security "restricted" rules (../shared/docs/platform.md) a pod template breaks.
+fn restricted_violations(template: &Value) -> Vec<String> {
+    let spec = &template["spec"];
+    let psc = &spec["securityContext"];
+    let mut bad = Vec::new();
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        if spec[host] == true {
+            bad.push(format!("{host} is set"));
+        }
+    }
+    let allowed_volumes = [
+        "configMap", "downwardAPI", "emptyDir", "projected", "secret", "csi",
+        "persistentVolumeClaim", "ephemeral", "image",
+    ];
+    for vol in spec["volumes"].as_array().into_iter().flatten() {
+        for key in vol.as_object().unwrap().keys().filter(|k| *k != "name") {
+            if !allowed_volumes.contains(&key.as_str()) {
+                bad.push(format!("volume {} is {key}", vol["name"]));
+            }
+        }
+    }
+    let safe_sysctls = [
+        "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    ];
+    for s in psc["sysctls"].as_array().into_iter().flatten() {
+        let n = s["name"].as_str().unwrap_or("");
+        if !safe_sysctls.contains(&n) {
+            bad.push(format!("unsafe sysctl {n}"));
+        }
+    }
+    let seccomp = |sc: &Value| sc["seccompProfile"]["type"].as_str().map(str::to_owned);
+    let containers: Vec<&Value> = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| spec[*k].as_array().into_iter().flatten())
+        .collect();
+    if containers.is_empty() {
+        bad.push("no containers".into());
+    }
+    for c in containers {
+        let n = c["name"].as_str().unwrap_or("?");
+        let sc = &c["securityContext"];
+        let non_root = sc["runAsNonRoot"].as_bool().or(psc["runAsNonRoot"].as_bool());
+        if non_root != Some(true) {
+            bad.push(format!("{n}: runAsNonRoot is not true"));
+        }
+        if sc["runAsUser"] == 0 || (sc["runAsUser"].is_null() && psc["runAsUser"] == 0) {
+            bad.push(format!("{n}: runAsUser 0"));
+        }
+        match seccomp(sc).or(seccomp(psc)).as_deref() {
+            Some("RuntimeDefault") | Some("Localhost") => {}
+            other => bad.push(format!("{n}: seccompProfile {other:?}")),
+        }
+        if sc["allowPrivilegeEscalation"] != false {
+            bad.push(format!("{n}: allowPrivilegeEscalation is not set to false"));
+        }
+        if sc["privileged"] == true {
+            bad.push(format!("{n}: privileged"));
+        }
+        let drops = sc["capabilities"]["drop"].as_array().cloned().unwrap_or_default();
+        if !drops.contains(&json!("ALL")) {
+            bad.push(format!("{n}: capabilities.drop lacks ALL"));
+        }
+        for add in sc["capabilities"]["add"].as_array().into_iter().flatten() {
+            if add != "NET_BIND_SERVICE" {
+                bad.push(format!("{n}: adds capability {add}"));
+            }
+        }
+        if sc["procMount"].as_str().is_some_and(|p| p != "Default") {
+            bad.push(format!("{n}: procMount {}", sc["procMount"]));
+        }
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if !p["hostPort"].is_null() && p["hostPort"] != 0 {
+                bad.push(format!("{n}: hostPort {}", p["hostPort"]));
+            }
+        }
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            if !c[probe]["httpGet"]["host"].is_null() || !c[probe]["tcpSocket"]["host"].is_null() {
+                bad.push(format!("{n}: {probe} sets host"));
+            }
+        }
+        for hook in ["postStart", "preStop"] {
+            let h = &c["lifecycle"][hook];
+            if !h["httpGet"]["host"].is_null() || !h["tcpSocket"]["host"].is_null() {
+                bad.push(format!("{n}: lifecycle {hook} sets host"));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn every_pod_template_meets_pod_security_restricted() {
+    let all = objects();
+    let templates = pod_templates(&all);
+    assert!(templates.len() >= 2, "the serving Deployment and the training ranks");
+    for (name, t) in &templates {
+        assert_eq!(restricted_violations(t), Vec::<String>::new(), "{name}");
+        // Expected here though not required by the profile.
+        for c in t["spec"]["containers"].as_array().unwrap() {
+            assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{name}");
+        }
+    }
+    // Broken copies fail, each for its own reason.
+    let (_, good) = &templates[0];
+    type Break = fn(&mut Value);
+    let breaks: Vec<(&str, Break)> = vec![
+        ("runAsNonRoot", |t| {
+            t["spec"]["securityContext"]["runAsNonRoot"] = json!(false);
+        }),
+        ("runAsUser 0", |t| t["spec"]["containers"][0]["securityContext"]["runAsUser"] = json!(0)),
+        ("seccompProfile", |t| {
+            t["spec"]["securityContext"]["seccompProfile"]["type"] = json!("Unconfined")
+        }),
+        ("allowPrivilegeEscalation", |t| {
+            t["spec"]["containers"][0]["securityContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("allowPrivilegeEscalation");
+        }),
+        ("privileged", |t| t["spec"]["containers"][0]["securityContext"]["privileged"] = json!(true)),
+        ("drop lacks ALL", |t| {
+            t["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"] = json!(["NET_RAW"])
+        }),
+        ("adds capability", |t| {
+            t["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["SYS_ADMIN"])
+        }),
+        ("hostNetwork", |t| t["spec"]["hostNetwork"] = json!(true)),
+        ("hostPath", |t| {
+            t["spec"]["volumes"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "h", "hostPath": {"path": "/"}}))
+        }),
+        ("hostPort", |t| t["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(80)),
+        ("sets host", |t| t["spec"]["containers"][0]["livenessProbe"] = json!({"httpGet": {"host": "10.0.0.1", "port": 1}})),
+        ("unsafe sysctl", |t| {
+            t["spec"]["securityContext"]["sysctls"] = json!([{"name": "kernel.msgmax", "value": "1"}])
+        }),
+        ("procMount", |t| t["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Unmasked")),
+    ];
+    for (why, f) in breaks {
+        let mut t = good.clone();
+        f(&mut t);
+        let v = restricted_violations(&t);
+        assert!(v.iter().any(|m| m.contains(why)), "breaking {why} went unnoticed: {v:?}");
+    }
+}
+
+/// cpu in millicores, memory in bytes, counts as is.
+fn quantity(q: &Value) -> u64 {
+    let s = q.as_str().map(str::to_owned).unwrap_or_else(|| q.to_string());
+    let (num, mult): (&str, u64) = if let Some(n) = s.strip_suffix("m") {
+        return n.parse().unwrap();
+    } else if let Some(n) = s.strip_suffix("Ki") {
+        (n, 1 << 10)
+    } else if let Some(n) = s.strip_suffix("Mi") {
+        (n, 1 << 20)
+    } else if let Some(n) = s.strip_suffix("Gi") {
+        (n, 1 << 30)
+    } else {
+        (s.as_str(), 1)
+    };
+    num.parse::<u64>().unwrap_or_else(|_| panic!("quantity {s}")) * mult
+}
+
+fn millicpu(q: &Value) -> u64 {
+    let s = q.as_str().map(str::to_owned).unwrap_or_else(|| q.to_string());
+    match s.strip_suffix('m') {
+        Some(m) => m.parse().unwrap(),
+        None => s.parse::<u64>().unwrap() * 1000,
+    }
+}
+
+fn env_value<'a>(c: &'a Value, name: &str) -> Option<&'a Value> {
+    c["env"].as_array()?.iter().find(|e| e["name"] == name).map(|e| &e["value"])
+}
+
+#[test]
+fn the_objects_refer_to_each_other_consistently() {
+    let all = objects();
+    for (f, v) in &all {
+        let ns = &v["metadata"]["namespace"];
+        let cluster_scoped = matches!(
+            kind(v),
+            "Namespace" | "ResourceFlavor" | "ClusterQueue" | "WorkloadPriorityClass"
+        );
+        if cluster_scoped {
+            assert!(ns.is_null(), "{}: {} is cluster-scoped", f.display(), kind(v));
+        } else {
+            assert_eq!(ns, NAMESPACE, "{}: {}", f.display(), kind(v));
+        }
+    }
+    named(&all, "Namespace", NAMESPACE);
+    let js = named(&all, "JobSet", "recommender-train");
+    // Queue label -> LocalQueue -> ClusterQueue.
+    let lq = named(&all, "LocalQueue", js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"].as_str().unwrap());
+    let cq = named(&all, "ClusterQueue", lq["spec"]["clusterQueue"].as_str().unwrap());
+    for g in cq["spec"]["resourceGroups"].as_array().unwrap() {
+        for fl in g["flavors"].as_array().unwrap() {
+            named(&all, "ResourceFlavor", fl["name"].as_str().unwrap());
+        }
+    }
+    // The ClusterQueue covers every resource the gang asks for, and admits the whole gang.
+    let covered: Vec<&str> = cq["spec"]["resourceGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["coveredResources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()))
+        .collect();
+    let cpu_flavor = &cq["spec"]["resourceGroups"][0]["flavors"][0];
+    assert_eq!(cpu_flavor["name"], "bookstore-ml-flavor");
+    let quota = |res: &str| {
+        cpu_flavor["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == res)
+            .map(|r| &r["nominalQuota"])
+            .unwrap_or_else(|| panic!("no {res} quota"))
+            .clone()
+    };
+    for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
+        let job = &rj["template"]["spec"];
+        let pods = rj["replicas"].as_u64().unwrap_or(1) * job["parallelism"].as_u64().unwrap();
+        assert_eq!(job["parallelism"], job["completions"]);
+        assert_eq!(job["completionMode"], "Indexed");
+        assert_eq!(job["backoffLimit"], 0, "a lost rank must fail its Job at once");
+        let pod = &job["template"]["spec"];
+        for c in pod["containers"].as_array().unwrap() {
+            let world = env_value(c, "WORLD_SIZE").and_then(|w| w.as_str()).unwrap();
+            assert_eq!(world.parse::<u64>().unwrap(), pods, "WORLD_SIZE is the gang size");
+            let req = &c["resources"]["requests"];
+            for res in req.as_object().unwrap().keys() {
+                assert!(covered.contains(&res.as_str()), "{res} is not covered by the ClusterQueue");
+            }
+            assert!(pods * millicpu(&req["cpu"]) <= millicpu(&quota("cpu")), "cpu quota");
+            assert!(pods * quantity(&req["memory"]) <= quantity(&quota("memory")), "memory quota");
+            // The names the runtime derives are the ones JobSet creates, and valid.
+            let host = cooc::gang::jobset::pod_hostname(
+                js["metadata"]["name"].as_str().unwrap(),
+                rj["name"].as_str().unwrap(),
+                0,
+                (pods - 1) as u32,
+            );
+            assert!(host.len() <= 63 - 6, "{host}: leaves room for a generated name suffix");
+            let image = c["image"].as_str().unwrap();
+            assert!(image.contains(':') && !image.ends_with(":latest"), "{image}");
+        }
+        // The env the runtime reads, resolved the way the downward API would.
+        let c = &pod["containers"][0];
+        let annotations = |key: &str| -> Option<String> {
+            c["env"].as_array()?.iter().find(|e| e["name"] == key).and_then(|e| {
+                let path = e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?;
+                let ann = path.strip_prefix("metadata.annotations['")?.strip_suffix("']")?;
+                Some(match ann {
+                    "jobset.sigs.k8s.io/jobset-name" => js["metadata"]["name"].as_str()?.to_owned(),
+                    "jobset.sigs.k8s.io/jobset-uid" => "uid".to_owned(),
+                    "jobset.sigs.k8s.io/replicatedjob-name" => rj["name"].as_str()?.to_owned(),
+                    "jobset.sigs.k8s.io/global-replicas" => rj["replicas"].to_string(),
+                    "jobset.sigs.k8s.io/job-index" | "jobset.sigs.k8s.io/job-global-index" => "0".into(),
+                    "jobset.sigs.k8s.io/restart-attempt" => "0".into(),
+                    other => panic!("unexpected annotation {other}"),
+                })
+            })
+        };
+        let id = cooc::gang::jobset::JobSetIdentity::from_env(|k| match k {
+            "JOB_COMPLETION_INDEX" => Some("1".into()),
+            "WORLD_SIZE" => env_value(c, k).and_then(|v| v.as_str()).map(str::to_owned),
+            _ => annotations(k),
+        })
+        .expect("the manifest's environment is what the runtime reads");
+        assert_eq!(id.world as u64, pods);
+        assert_eq!(
+            id.peers(7077).unwrap()[0],
+            "recommender-train-rank-0-0.recommender-train:7077"
+        );
+        // Secret and volume names agree with the objects.
+        let vols = pod["volumes"].as_array().unwrap();
+        let claim = vols.iter().find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str()).unwrap();
+        named(&all, "PersistentVolumeClaim", claim);
+        assert!(vols.iter().any(|v| v["secret"]["secretName"] == "cooc-rank-secret"));
+        assert_eq!(
+            env_value(c, "COOC_SECRET_FILE").unwrap(),
+            "/var/run/cooc/secret",
+            "the secret is mounted where the runtime reads it"
+        );
+    }
+    // Failure policies key on the documented exit codes.
+    let rules = js["spec"]["failurePolicy"]["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r["action"] == "FailJobSet" && r["onJobFailureReasons"][0] == "PodFailurePolicy"));
+    assert!(rules.iter().any(|r| r["action"] == "RestartJobSet"));
+    let pfp = &js["spec"]["replicatedJobs"][0]["template"]["spec"]["podFailurePolicy"]["rules"][0];
+    assert_eq!(pfp["action"], "FailJob");
+    assert_eq!(pfp["onExitCodes"]["values"], json!([cooc::error::Exit::Bad as i32]));
+
+    // Serving: Service, HPA, PDB and NetworkPolicies select what they mean to.
+    let dep = named(&all, "Deployment", "recommender");
+    let pod_labels = dep["spec"]["template"]["metadata"]["labels"].as_object().unwrap();
+    let matches = |sel: &Value| {
+        sel.as_object().unwrap().iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    };
+    assert!(matches(&named(&all, "Service", "recommender")["spec"]["selector"]));
+    assert!(matches(&named(&all, "PodDisruptionBudget", "recommender")["spec"]["selector"]["matchLabels"]));
+    assert!(matches(&named(&all, "NetworkPolicy", "recommender")["spec"]["podSelector"]["matchLabels"]));
+    assert!(matches(&dep["spec"]["selector"]["matchLabels"]));
+    let hpa = named(&all, "HorizontalPodAutoscaler", "recommender");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "recommender");
+    let svc = named(&all, "Service", "recommender");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    let claim = dep["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"].as_str().unwrap();
+    named(&all, "PersistentVolumeClaim", claim);
+    // The training NetworkPolicy admits the rank port from the same JobSet only.
+    let np = named(&all, "NetworkPolicy", "recommender-train-ranks");
+    let sel = &np["spec"]["podSelector"]["matchLabels"];
+    assert_eq!(sel["jobset.sigs.k8s.io/jobset-name"], js["metadata"]["name"]);
+    assert_eq!(np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"], *sel);
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 7077);
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["protocol"], "UDP");
+    for d in of_kind(&all, "Deployment") {
+        for c in d["spec"]["template"]["spec"]["containers"].as_array().unwrap() {
+            let image = c["image"].as_str().unwrap();
+            assert!(image.contains(':') && !image.ends_with(":latest"), "{image}");
+        }
+    }
+}
