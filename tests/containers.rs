@@ -203,7 +203,7 @@ fn live_model(dir: &Path) -> Model {
 }
 
 #[test]
-fn two_rank_containers_produce_the_single_process_artifact() {
+fn two_rank_containers_produce_the_single_process_artifact_and_serve_it() {
     let Some(image) = image() else { return };
     let mut g = Gang::new("normal");
     let args = ["--generate", "s", "--seed", "11", "--holdout", "last"];
@@ -223,6 +223,51 @@ fn two_rank_containers_produce_the_single_process_artifact() {
     ok(&single);
     let want = Model::open(&local).unwrap().identity_digest();
     assert_eq!(live_model(&g.model_dir()).identity_digest(), want);
+
+    // cooc-serve from the same image on the model the gang wrote, as the Deployment runs
+    // it: read-only root and model volume, no capabilities, published on loopback only.
+    let name = format!("{}-serve", g.net);
+    let model = format!("{}:/workspace/model:ro", p(&g.model_dir()));
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        &g.net,
+        "--user",
+        "65532:65532",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-v",
+        &model,
+        "-p",
+        "127.0.0.1::8080",
+        "--entrypoint",
+        "/cooc-serve",
+        &image,
+    ]);
+    g.names.push(name.clone());
+    let port = docker(&["port", &name, "8080/tcp"]);
+    let addr = port.lines().next().unwrap().trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        match ureq::get(&format!("http://{addr}/recommend?book_id=1&k=3")).call() {
+            Ok(r) => break r.into_string().unwrap(),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("cooc-serve in a container: {e}\n{}", g.logs(&name)),
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["book_id"], 1);
+    assert_eq!(v["recommendations"].as_array().unwrap().len(), 3, "{body}");
+    assert!(v["recommendations"][0]["title"].is_string(), "{body}");
 }
 
 #[test]

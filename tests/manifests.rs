@@ -55,7 +55,10 @@ fn named<'a>(all: &'a [(PathBuf, Value)], k: &str, name: &str) -> &'a Value {
 }
 
 fn of_kind<'a>(all: &'a [(PathBuf, Value)], k: &str) -> Vec<&'a Value> {
-    all.iter().map(|(_, v)| v).filter(|v| kind(v) == k).collect()
+    all.iter()
+        .map(|(_, v)| v)
+        .filter(|v| kind(v) == k)
+        .collect()
 }
 
 #[test]
@@ -87,7 +90,13 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(file: &Path, v:
     let typed: T = serde_json::from_value(v.clone())
         .unwrap_or_else(|e| panic!("{}: {} does not parse: {e}", file.display(), kind(v)));
     let back = serde_json::to_value(&typed).unwrap();
-    assert_eq!(&back, v, "{}: {} lost or changed fields", file.display(), kind(v));
+    assert_eq!(
+        &back,
+        v,
+        "{}: {} lost or changed fields",
+        file.display(),
+        kind(v)
+    );
 }
 
 #[test]
@@ -110,13 +119,18 @@ fn built_in_kinds_round_trip_through_k8s_openapi() {
             ("networking.k8s.io/v1", "NetworkPolicy") => {
                 round_trip::<networking::v1::NetworkPolicy>(f, v)
             }
-            (api, _) if api.starts_with("jobset.x-k8s.io/") || api.starts_with("kueue.x-k8s.io/") => {
+            (api, _)
+                if api.starts_with("jobset.x-k8s.io/") || api.starts_with("kueue.x-k8s.io/") =>
+            {
                 crd += 1
             }
             (api, k) => panic!("{}: {api} {k} is not checked by any test", f.display()),
         }
     }
-    assert!(crd >= 6, "JobSet and Kueue objects are checked by the schema test");
+    assert!(
+        crd >= 6,
+        "JobSet and Kueue objects are checked by the schema test"
+    );
     // The JobSet's Job template is a built-in type too.
     let js = named(&all, "JobSet", "recommender-train");
     for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
@@ -165,9 +179,12 @@ fn pruned(v: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
                 }
                 match props.and_then(|p| p.get(k)) {
                     Some(s) => pruned(child, s, &format!("{path}.{k}"), out),
-                    None if schema["additionalProperties"].is_object() => {
-                        pruned(child, &schema["additionalProperties"], &format!("{path}.{k}"), out)
-                    }
+                    None if schema["additionalProperties"].is_object() => pruned(
+                        child,
+                        &schema["additionalProperties"],
+                        &format!("{path}.{k}"),
+                        out,
+                    ),
                     None => out.push(format!("{path}.{k}")),
                 }
             }
@@ -191,7 +208,11 @@ fn jobset_and_kueue_objects_validate_against_the_upstream_schemas() {
         if !(api.starts_with("jobset.x-k8s.io/") || api.starts_with("kueue.x-k8s.io/")) {
             continue;
         }
-        assert!(!api.ends_with("v1beta1"), "{}: use kueue.x-k8s.io/v1beta2", f.display());
+        assert!(
+            !api.ends_with("v1beta1"),
+            "{}: use kueue.x-k8s.io/v1beta2",
+            f.display()
+        );
         let (_, _, schema) = schemas
             .iter()
             .find(|(a, k, _)| a == api && k == kind(v))
@@ -201,10 +222,19 @@ fn jobset_and_kueue_objects_validate_against_the_upstream_schemas() {
             .iter_errors(v)
             .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
-        assert!(errors.is_empty(), "{}: {}: {errors:#?}", f.display(), kind(v));
+        assert!(
+            errors.is_empty(),
+            "{}: {}: {errors:#?}",
+            f.display(),
+            kind(v)
+        );
         let mut extra = Vec::new();
         pruned(v, schema, "", &mut extra);
-        assert!(extra.is_empty(), "{}: fields the schema would prune: {extra:?}", f.display());
+        assert!(
+            extra.is_empty(),
+            "{}: fields the schema would prune: {extra:?}",
+            f.display()
+        );
         checked += 1;
     }
     assert!(checked >= 6);
@@ -225,7 +255,11 @@ fn jobset_and_kueue_objects_validate_against_the_upstream_schemas() {
 fn pod_templates(all: &[(PathBuf, Value)]) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for (_, v) in all {
-        let name = format!("{}/{}", kind(v), v["metadata"]["name"].as_str().unwrap_or(""));
+        let name = format!(
+            "{}/{}",
+            kind(v),
+            v["metadata"]["name"].as_str().unwrap_or("")
+        );
         match kind(v) {
             "Deployment" | "Job" | "StatefulSet" | "DaemonSet" => {
                 out.push((name, v["spec"]["template"].clone()))
@@ -256,8 +290,15 @@ fn restricted_violations(template: &Value) -> Vec<String> {
         }
     }
     let allowed_volumes = [
-        "configMap", "downwardAPI", "emptyDir", "projected", "secret", "csi",
-        "persistentVolumeClaim", "ephemeral", "image",
+        "configMap",
+        "downwardAPI",
+        "emptyDir",
+        "projected",
+        "secret",
+        "csi",
+        "persistentVolumeClaim",
+        "ephemeral",
+        "image",
     ];
     for vol in spec["volumes"].as_array().into_iter().flatten() {
         for key in vol.as_object().unwrap().keys().filter(|k| *k != "name") {
@@ -267,9 +308,15 @@ fn restricted_violations(template: &Value) -> Vec<String> {
         }
     }
     let safe_sysctls = [
-        "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-        "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-        "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
         "net.ipv4.tcp_keepalive_probes",
     ];
     for s in psc["sysctls"].as_array().into_iter().flatten() {
@@ -289,7 +336,9 @@ fn restricted_violations(template: &Value) -> Vec<String> {
     for c in containers {
         let n = c["name"].as_str().unwrap_or("?");
         let sc = &c["securityContext"];
-        let non_root = sc["runAsNonRoot"].as_bool().or(psc["runAsNonRoot"].as_bool());
+        let non_root = sc["runAsNonRoot"]
+            .as_bool()
+            .or(psc["runAsNonRoot"].as_bool());
         if non_root != Some(true) {
             bad.push(format!("{n}: runAsNonRoot is not true"));
         }
@@ -306,7 +355,10 @@ fn restricted_violations(template: &Value) -> Vec<String> {
         if sc["privileged"] == true {
             bad.push(format!("{n}: privileged"));
         }
-        let drops = sc["capabilities"]["drop"].as_array().cloned().unwrap_or_default();
+        let drops = sc["capabilities"]["drop"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if !drops.contains(&json!("ALL")) {
             bad.push(format!("{n}: capabilities.drop lacks ALL"));
         }
@@ -342,12 +394,18 @@ fn restricted_violations(template: &Value) -> Vec<String> {
 fn every_pod_template_meets_pod_security_restricted() {
     let all = objects();
     let templates = pod_templates(&all);
-    assert!(templates.len() >= 2, "the serving Deployment and the training ranks");
+    assert!(
+        templates.len() >= 2,
+        "the serving Deployment and the training ranks"
+    );
     for (name, t) in &templates {
         assert_eq!(restricted_violations(t), Vec::<String>::new(), "{name}");
         // Expected here though not required by the profile.
         for c in t["spec"]["containers"].as_array().unwrap() {
-            assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true, "{name}");
+            assert_eq!(
+                c["securityContext"]["readOnlyRootFilesystem"], true,
+                "{name}"
+            );
         }
     }
     // Broken copies fail, each for its own reason.
@@ -357,7 +415,9 @@ fn every_pod_template_meets_pod_security_restricted() {
         ("runAsNonRoot", |t| {
             t["spec"]["securityContext"]["runAsNonRoot"] = json!(false);
         }),
-        ("runAsUser 0", |t| t["spec"]["containers"][0]["securityContext"]["runAsUser"] = json!(0)),
+        ("runAsUser 0", |t| {
+            t["spec"]["containers"][0]["securityContext"]["runAsUser"] = json!(0)
+        }),
         ("seccompProfile", |t| {
             t["spec"]["securityContext"]["seccompProfile"]["type"] = json!("Unconfined")
         }),
@@ -367,12 +427,16 @@ fn every_pod_template_meets_pod_security_restricted() {
                 .unwrap()
                 .remove("allowPrivilegeEscalation");
         }),
-        ("privileged", |t| t["spec"]["containers"][0]["securityContext"]["privileged"] = json!(true)),
+        ("privileged", |t| {
+            t["spec"]["containers"][0]["securityContext"]["privileged"] = json!(true)
+        }),
         ("drop lacks ALL", |t| {
-            t["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"] = json!(["NET_RAW"])
+            t["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"] =
+                json!(["NET_RAW"])
         }),
         ("adds capability", |t| {
-            t["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["SYS_ADMIN"])
+            t["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] =
+                json!(["SYS_ADMIN"])
         }),
         ("hostNetwork", |t| t["spec"]["hostNetwork"] = json!(true)),
         ("hostPath", |t| {
@@ -381,24 +445,38 @@ fn every_pod_template_meets_pod_security_restricted() {
                 .unwrap()
                 .push(json!({"name": "h", "hostPath": {"path": "/"}}))
         }),
-        ("hostPort", |t| t["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(80)),
-        ("sets host", |t| t["spec"]["containers"][0]["livenessProbe"] = json!({"httpGet": {"host": "10.0.0.1", "port": 1}})),
-        ("unsafe sysctl", |t| {
-            t["spec"]["securityContext"]["sysctls"] = json!([{"name": "kernel.msgmax", "value": "1"}])
+        ("hostPort", |t| {
+            t["spec"]["containers"][0]["ports"][0]["hostPort"] = json!(80)
         }),
-        ("procMount", |t| t["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Unmasked")),
+        ("sets host", |t| {
+            t["spec"]["containers"][0]["livenessProbe"] =
+                json!({"httpGet": {"host": "10.0.0.1", "port": 1}})
+        }),
+        ("unsafe sysctl", |t| {
+            t["spec"]["securityContext"]["sysctls"] =
+                json!([{"name": "kernel.msgmax", "value": "1"}])
+        }),
+        ("procMount", |t| {
+            t["spec"]["containers"][0]["securityContext"]["procMount"] = json!("Unmasked")
+        }),
     ];
     for (why, f) in breaks {
         let mut t = good.clone();
         f(&mut t);
         let v = restricted_violations(&t);
-        assert!(v.iter().any(|m| m.contains(why)), "breaking {why} went unnoticed: {v:?}");
+        assert!(
+            v.iter().any(|m| m.contains(why)),
+            "breaking {why} went unnoticed: {v:?}"
+        );
     }
 }
 
 /// cpu in millicores, memory in bytes, counts as is.
 fn quantity(q: &Value) -> u64 {
-    let s = q.as_str().map(str::to_owned).unwrap_or_else(|| q.to_string());
+    let s = q
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| q.to_string());
     let (num, mult): (&str, u64) = if let Some(n) = s.strip_suffix("m") {
         return n.parse().unwrap();
     } else if let Some(n) = s.strip_suffix("Ki") {
@@ -410,11 +488,16 @@ fn quantity(q: &Value) -> u64 {
     } else {
         (s.as_str(), 1)
     };
-    num.parse::<u64>().unwrap_or_else(|_| panic!("quantity {s}")) * mult
+    num.parse::<u64>()
+        .unwrap_or_else(|_| panic!("quantity {s}"))
+        * mult
 }
 
 fn millicpu(q: &Value) -> u64 {
-    let s = q.as_str().map(str::to_owned).unwrap_or_else(|| q.to_string());
+    let s = q
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| q.to_string());
     match s.strip_suffix('m') {
         Some(m) => m.parse().unwrap(),
         None => s.parse::<u64>().unwrap() * 1000,
@@ -422,7 +505,11 @@ fn millicpu(q: &Value) -> u64 {
 }
 
 fn env_value<'a>(c: &'a Value, name: &str) -> Option<&'a Value> {
-    c["env"].as_array()?.iter().find(|e| e["name"] == name).map(|e| &e["value"])
+    c["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| &e["value"])
 }
 
 #[test]
@@ -435,7 +522,12 @@ fn the_objects_refer_to_each_other_consistently() {
             "Namespace" | "ResourceFlavor" | "ClusterQueue" | "WorkloadPriorityClass"
         );
         if cluster_scoped {
-            assert!(ns.is_null(), "{}: {} is cluster-scoped", f.display(), kind(v));
+            assert!(
+                ns.is_null(),
+                "{}: {} is cluster-scoped",
+                f.display(),
+                kind(v)
+            );
         } else {
             assert_eq!(ns, NAMESPACE, "{}: {}", f.display(), kind(v));
         }
@@ -443,8 +535,18 @@ fn the_objects_refer_to_each_other_consistently() {
     named(&all, "Namespace", NAMESPACE);
     let js = named(&all, "JobSet", "recommender-train");
     // Queue label -> LocalQueue -> ClusterQueue.
-    let lq = named(&all, "LocalQueue", js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"].as_str().unwrap());
-    let cq = named(&all, "ClusterQueue", lq["spec"]["clusterQueue"].as_str().unwrap());
+    let lq = named(
+        &all,
+        "LocalQueue",
+        js["metadata"]["labels"]["kueue.x-k8s.io/queue-name"]
+            .as_str()
+            .unwrap(),
+    );
+    let cq = named(
+        &all,
+        "ClusterQueue",
+        lq["spec"]["clusterQueue"].as_str().unwrap(),
+    );
     for g in cq["spec"]["resourceGroups"].as_array().unwrap() {
         for fl in g["flavors"].as_array().unwrap() {
             named(&all, "ResourceFlavor", fl["name"].as_str().unwrap());
@@ -455,7 +557,13 @@ fn the_objects_refer_to_each_other_consistently() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|g| g["coveredResources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()))
+        .flat_map(|g| {
+            g["coveredResources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+        })
         .collect();
     let cpu_flavor = &cq["spec"]["resourceGroups"][0]["flavors"][0];
     assert_eq!(cpu_flavor["name"], "bookstore-ml-flavor");
@@ -474,17 +582,33 @@ fn the_objects_refer_to_each_other_consistently() {
         let pods = rj["replicas"].as_u64().unwrap_or(1) * job["parallelism"].as_u64().unwrap();
         assert_eq!(job["parallelism"], job["completions"]);
         assert_eq!(job["completionMode"], "Indexed");
-        assert_eq!(job["backoffLimit"], 0, "a lost rank must fail its Job at once");
+        assert_eq!(
+            job["backoffLimit"], 0,
+            "a lost rank must fail its Job at once"
+        );
         let pod = &job["template"]["spec"];
         for c in pod["containers"].as_array().unwrap() {
             let world = env_value(c, "WORLD_SIZE").and_then(|w| w.as_str()).unwrap();
-            assert_eq!(world.parse::<u64>().unwrap(), pods, "WORLD_SIZE is the gang size");
+            assert_eq!(
+                world.parse::<u64>().unwrap(),
+                pods,
+                "WORLD_SIZE is the gang size"
+            );
             let req = &c["resources"]["requests"];
             for res in req.as_object().unwrap().keys() {
-                assert!(covered.contains(&res.as_str()), "{res} is not covered by the ClusterQueue");
+                assert!(
+                    covered.contains(&res.as_str()),
+                    "{res} is not covered by the ClusterQueue"
+                );
             }
-            assert!(pods * millicpu(&req["cpu"]) <= millicpu(&quota("cpu")), "cpu quota");
-            assert!(pods * quantity(&req["memory"]) <= quantity(&quota("memory")), "memory quota");
+            assert!(
+                pods * millicpu(&req["cpu"]) <= millicpu(&quota("cpu")),
+                "cpu quota"
+            );
+            assert!(
+                pods * quantity(&req["memory"]) <= quantity(&quota("memory")),
+                "memory quota"
+            );
             // The names the runtime derives are the ones JobSet creates, and valid.
             let host = cooc::gang::jobset::pod_hostname(
                 js["metadata"]["name"].as_str().unwrap(),
@@ -492,26 +616,42 @@ fn the_objects_refer_to_each_other_consistently() {
                 0,
                 (pods - 1) as u32,
             );
-            assert!(host.len() <= 63 - 6, "{host}: leaves room for a generated name suffix");
+            assert!(
+                host.len() <= 63 - 6,
+                "{host}: leaves room for a generated name suffix"
+            );
             let image = c["image"].as_str().unwrap();
-            assert!(image.contains(':') && !image.ends_with(":latest"), "{image}");
+            assert!(
+                image.contains(':') && !image.ends_with(":latest"),
+                "{image}"
+            );
         }
         // The env the runtime reads, resolved the way the downward API would.
         let c = &pod["containers"][0];
         let annotations = |key: &str| -> Option<String> {
-            c["env"].as_array()?.iter().find(|e| e["name"] == key).and_then(|e| {
-                let path = e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?;
-                let ann = path.strip_prefix("metadata.annotations['")?.strip_suffix("']")?;
-                Some(match ann {
-                    "jobset.sigs.k8s.io/jobset-name" => js["metadata"]["name"].as_str()?.to_owned(),
-                    "jobset.sigs.k8s.io/jobset-uid" => "uid".to_owned(),
-                    "jobset.sigs.k8s.io/replicatedjob-name" => rj["name"].as_str()?.to_owned(),
-                    "jobset.sigs.k8s.io/global-replicas" => rj["replicas"].to_string(),
-                    "jobset.sigs.k8s.io/job-index" | "jobset.sigs.k8s.io/job-global-index" => "0".into(),
-                    "jobset.sigs.k8s.io/restart-attempt" => "0".into(),
-                    other => panic!("unexpected annotation {other}"),
+            c["env"]
+                .as_array()?
+                .iter()
+                .find(|e| e["name"] == key)
+                .and_then(|e| {
+                    let path = e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?;
+                    let ann = path
+                        .strip_prefix("metadata.annotations['")?
+                        .strip_suffix("']")?;
+                    Some(match ann {
+                        "jobset.sigs.k8s.io/jobset-name" => {
+                            js["metadata"]["name"].as_str()?.to_owned()
+                        }
+                        "jobset.sigs.k8s.io/jobset-uid" => "uid".to_owned(),
+                        "jobset.sigs.k8s.io/replicatedjob-name" => rj["name"].as_str()?.to_owned(),
+                        "jobset.sigs.k8s.io/global-replicas" => rj["replicas"].to_string(),
+                        "jobset.sigs.k8s.io/job-index" | "jobset.sigs.k8s.io/job-global-index" => {
+                            "0".into()
+                        }
+                        "jobset.sigs.k8s.io/restart-attempt" => "0".into(),
+                        other => panic!("unexpected annotation {other}"),
+                    })
                 })
-            })
         };
         let id = cooc::gang::jobset::JobSetIdentity::from_env(|k| match k {
             "JOB_COMPLETION_INDEX" => Some("1".into()),
@@ -526,9 +666,14 @@ fn the_objects_refer_to_each_other_consistently() {
         );
         // Secret and volume names agree with the objects.
         let vols = pod["volumes"].as_array().unwrap();
-        let claim = vols.iter().find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str()).unwrap();
+        let claim = vols
+            .iter()
+            .find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
+            .unwrap();
         named(&all, "PersistentVolumeClaim", claim);
-        assert!(vols.iter().any(|v| v["secret"]["secretName"] == "cooc-rank-secret"));
+        assert!(vols
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "cooc-rank-secret"));
         assert_eq!(
             env_value(c, "COOC_SECRET_FILE").unwrap(),
             "/var/run/cooc/secret",
@@ -537,40 +682,70 @@ fn the_objects_refer_to_each_other_consistently() {
     }
     // Failure policies key on the documented exit codes.
     let rules = js["spec"]["failurePolicy"]["rules"].as_array().unwrap();
-    assert!(rules.iter().any(|r| r["action"] == "FailJobSet" && r["onJobFailureReasons"][0] == "PodFailurePolicy"));
+    assert!(rules
+        .iter()
+        .any(|r| r["action"] == "FailJobSet" && r["onJobFailureReasons"][0] == "PodFailurePolicy"));
     assert!(rules.iter().any(|r| r["action"] == "RestartJobSet"));
     let pfp = &js["spec"]["replicatedJobs"][0]["template"]["spec"]["podFailurePolicy"]["rules"][0];
     assert_eq!(pfp["action"], "FailJob");
-    assert_eq!(pfp["onExitCodes"]["values"], json!([cooc::error::Exit::Bad as i32]));
+    assert_eq!(
+        pfp["onExitCodes"]["values"],
+        json!([cooc::error::Exit::Bad as i32])
+    );
 
     // Serving: Service, HPA, PDB and NetworkPolicies select what they mean to.
     let dep = named(&all, "Deployment", "recommender");
-    let pod_labels = dep["spec"]["template"]["metadata"]["labels"].as_object().unwrap();
+    let pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap();
     let matches = |sel: &Value| {
-        sel.as_object().unwrap().iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+        sel.as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| pod_labels.get(k) == Some(v))
     };
-    assert!(matches(&named(&all, "Service", "recommender")["spec"]["selector"]));
-    assert!(matches(&named(&all, "PodDisruptionBudget", "recommender")["spec"]["selector"]["matchLabels"]));
-    assert!(matches(&named(&all, "NetworkPolicy", "recommender")["spec"]["podSelector"]["matchLabels"]));
+    assert!(matches(
+        &named(&all, "Service", "recommender")["spec"]["selector"]
+    ));
+    assert!(matches(
+        &named(&all, "PodDisruptionBudget", "recommender")["spec"]["selector"]["matchLabels"]
+    ));
+    assert!(matches(
+        &named(&all, "NetworkPolicy", "recommender")["spec"]["podSelector"]["matchLabels"]
+    ));
     assert!(matches(&dep["spec"]["selector"]["matchLabels"]));
     let hpa = named(&all, "HorizontalPodAutoscaler", "recommender");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "recommender");
     let svc = named(&all, "Service", "recommender");
     assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
-    let claim = dep["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"].as_str().unwrap();
+    let claim = dep["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap();
     named(&all, "PersistentVolumeClaim", claim);
     // The training NetworkPolicy admits the rank port from the same JobSet only.
     let np = named(&all, "NetworkPolicy", "recommender-train-ranks");
     let sel = &np["spec"]["podSelector"]["matchLabels"];
-    assert_eq!(sel["jobset.sigs.k8s.io/jobset-name"], js["metadata"]["name"]);
-    assert_eq!(np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"], *sel);
+    assert_eq!(
+        sel["jobset.sigs.k8s.io/jobset-name"],
+        js["metadata"]["name"]
+    );
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
+        *sel
+    );
     assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 7077);
     assert_eq!(np["spec"]["ingress"][0]["ports"][0]["protocol"], "UDP");
     for d in of_kind(&all, "Deployment") {
-        for c in d["spec"]["template"]["spec"]["containers"].as_array().unwrap() {
+        for c in d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
             let image = c["image"].as_str().unwrap();
-            assert!(image.contains(':') && !image.ends_with(":latest"), "{image}");
+            assert!(
+                image.contains(':') && !image.ends_with(":latest"),
+                "{image}"
+            );
         }
     }
 }
