@@ -477,7 +477,6 @@ pub fn generate(spec: &GenSpec, out: &Path) -> anyhow::Result<GenReport> {
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     w.write_all(b"id,book_id,qty,created_at,customer_id\n")?;
-    const BLOCK: u64 = 2048;
     let blocks: Vec<u64> = (0..spec.customers.div_ceil(BLOCK)).collect();
     let batch = rayon::current_num_threads() * 8;
     let bar = crate::progress::bar(spec.orders, "orders.csv");
@@ -485,21 +484,14 @@ pub fn generate(spec: &GenSpec, out: &Path) -> anyhow::Result<GenReport> {
         let bufs: Vec<Vec<u8>> = group
             .par_iter()
             .map(|&b| {
-                let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(spec.customers));
-                let mut buf =
-                    Vec::with_capacity(((starts[hi as usize] - starts[lo as usize]) * 48) as usize);
-                for c in lo..hi {
-                    customer_lines(
-                        spec,
-                        &cat,
-                        &days,
-                        c,
-                        starts[c as usize],
-                        starts[c as usize + 1],
-                        &mut buf,
-                    );
-                }
-                buf
+                block_lines(
+                    spec,
+                    &cat,
+                    &starts,
+                    &days,
+                    b * BLOCK..(b + 1) * BLOCK,
+                    |_| true,
+                )
             })
             .collect();
         for b in bufs {
@@ -519,30 +511,55 @@ pub fn generate(spec: &GenSpec, out: &Path) -> anyhow::Result<GenReport> {
     })
 }
 
+/// Customers are generated in blocks of this many, one block per parallel task.
+const BLOCK: u64 = 2048;
+
+/// The lines of the customers in `range` (clipped to the catalogue's) that `keep` selects.
+fn block_lines(
+    spec: &GenSpec,
+    cat: &Catalogue,
+    starts: &[u64],
+    days: &[[u8; 10]],
+    range: std::ops::Range<u64>,
+    keep: impl Fn(u64) -> bool,
+) -> Vec<u8> {
+    let (lo, hi) = (range.start, range.end.min(spec.customers));
+    let lines: u64 = (lo..hi)
+        .filter(|&c| keep(c))
+        .map(|c| starts[c as usize + 1] - starts[c as usize])
+        .sum();
+    let mut buf = Vec::with_capacity((lines * 48) as usize);
+    for c in (lo..hi).filter(|&c| keep(c)) {
+        customer_lines(
+            spec,
+            cat,
+            days,
+            c,
+            starts[c as usize],
+            starts[c as usize + 1],
+            &mut buf,
+        );
+    }
+    buf
+}
+
 /// The order lines (no header) of the customers `keep` selects, exactly as `cooc gen`
 /// writes them, in blocks of consecutive customers: a rank generates only its own baskets.
 pub fn customer_csv(spec: &GenSpec, keep: impl Fn(u64) -> bool + Sync) -> Vec<Vec<u8>> {
     let cat = Catalogue::new(spec);
     let starts = line_starts(spec);
     let days = day_strings();
-    const BLOCK: u64 = 2048;
     (0..spec.customers.div_ceil(BLOCK))
         .into_par_iter()
         .map(|b| {
-            let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(spec.customers));
-            let mut buf = Vec::new();
-            for c in (lo..hi).filter(|&c| keep(c)) {
-                customer_lines(
-                    spec,
-                    &cat,
-                    &days,
-                    c,
-                    starts[c as usize],
-                    starts[c as usize + 1],
-                    &mut buf,
-                );
-            }
-            buf
+            block_lines(
+                spec,
+                &cat,
+                &starts,
+                &days,
+                b * BLOCK..(b + 1) * BLOCK,
+                &keep,
+            )
         })
         .collect()
 }

@@ -29,6 +29,14 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// `127.0.0.1:<free port>` for each of `n` ranks.
+fn loopback_peers(n: usize) -> Vec<String> {
+    free_ports(n)
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect()
+}
+
 fn secret(dir: &Path, name: &str) -> PathBuf {
     let f = dir.join(name);
     std::fs::write(&f, ok(&["secret"])).unwrap();
@@ -215,10 +223,7 @@ fn a_bad_row_on_any_rank_stops_every_rank_with_exit_2() {
     text.push_str("9999999,not-a-book-but-a-very-long-string-key,1,yesterday,5\n");
     std::fs::write(&orders, text).unwrap();
     let store = dir.path().join("model");
-    let peers: Vec<String> = free_ports(3)
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
+    let peers = loopback_peers(3);
     let s = secret(dir.path(), "secret");
     let args = [
         "train",
@@ -244,10 +249,7 @@ fn a_bad_row_on_any_rank_stops_every_rank_with_exit_2() {
 #[test]
 fn a_rank_that_never_arrives_is_named_at_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let peers: Vec<String> = free_ports(3)
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
+    let peers = loopback_peers(3);
     let s = secret(dir.path(), "secret");
     let out = dir.path().join("m.cooc");
     let args = [
@@ -280,10 +282,7 @@ fn a_rank_killed_mid_run_fails_the_gang_retriably_and_keeps_the_live_model() {
     ok(&["train", "--generate", "s", "--model-dir", p(&store)]);
     let live = std::fs::read_to_string(store.join("CURRENT")).unwrap();
 
-    let peers: Vec<String> = free_ports(3)
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
+    let peers = loopback_peers(3);
     let s = secret(dir.path(), "secret");
     let args = [
         "train",
@@ -401,10 +400,7 @@ fn a_peer_without_the_secret_is_refused_and_the_gang_completes() {
 #[test]
 fn a_peer_of_another_run_is_a_named_fatal_mismatch() {
     let dir = tempfile::tempdir().unwrap();
-    let peers: Vec<String> = free_ports(2)
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect();
+    let peers = loopback_peers(2);
     let s = secret(dir.path(), "secret");
     let out = dir.path().join("m.cooc");
     let r0 = spawn_rank(
