@@ -749,3 +749,43 @@ fn the_objects_refer_to_each_other_consistently() {
         }
     }
 }
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_cooc_serve_exports() {
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("serve/grafana/recommender.json")).unwrap(),
+    )
+    .unwrap();
+    // Series names as Prometheus scrapes them, from the families cooc-serve registers.
+    let text = cooc_serve::metrics::Metrics::default().encode();
+    let mut exported = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (name, kind) = (f[2], f[3]);
+        match kind {
+            "counter" => exported.push(format!("{name}_total")),
+            "histogram" => {
+                for s in ["_bucket", "_sum", "_count"] {
+                    exported.push(format!("{name}{s}"));
+                }
+            }
+            _ => exported.push(name.to_owned()),
+        }
+    }
+    let mut queried = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("cooc_"))
+                .collect();
+            assert!(!names.is_empty(), "{}: {expr}", panel["title"]);
+            for n in names {
+                assert!(exported.iter().any(|e| e == n), "{n} is not exported: {exported:?}");
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 9);
+}
