@@ -782,7 +782,10 @@ fn the_grafana_dashboard_queries_only_metrics_cooc_serve_exports() {
                 .collect();
             assert!(!names.is_empty(), "{}: {expr}", panel["title"]);
             for n in names {
-                assert!(exported.iter().any(|e| e == n), "{n} is not exported: {exported:?}");
+                assert!(
+                    exported.iter().any(|e| e == n),
+                    "{n} is not exported: {exported:?}"
+                );
                 queried += 1;
             }
         }
