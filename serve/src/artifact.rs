@@ -222,7 +222,7 @@ pub struct ModelParts<'a> {
 }
 
 fn pad8(buf: &mut Vec<u8>) {
-    while buf.len() % 8 != 0 {
+    while !buf.len().is_multiple_of(8) {
         buf.push(0);
     }
 }
@@ -450,7 +450,9 @@ impl Model {
                 .ok_or_else(|| invalid(format!("unknown section kind {kind_raw}")))?;
             let end = off
                 .checked_add(len)
-                .filter(|&e| e <= b.len() as u64 && off >= table_end as u64 && off % 8 == 0)
+                .filter(|&e| {
+                    e <= b.len() as u64 && off >= table_end as u64 && off.is_multiple_of(8)
+                })
                 .ok_or_else(|| {
                     invalid(format!(
                         "section {kind:?} at {off}+{len} is out of bounds or misaligned"
