@@ -8,6 +8,10 @@
 //! | 1    | internal or unexpected failure (I/O on the output, a bug) |
 //! | 2    | bad input, bad configuration, or a failed quality gate: retrying will not help |
 //! | 75   | retriable: a peer was lost or never arrived (EX_TEMPFAIL) |
+//!
+//! `cooc submit` and `cooc status` use the same table: 0 the run succeeded, 1 it failed (or
+//! was deleted), 2 bad arguments or the apiserver refused (forbidden, invalid), 75 the
+//! apiserver was unreachable or `--timeout` passed while the run goes on.
 
 use std::path::PathBuf;
 
@@ -71,7 +75,11 @@ pub struct GateError {
 /// Maps an error chain to its exit code.
 pub fn exit_code(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
-        if cause.is::<InputError>() || cause.is::<ConfigError>() || cause.is::<GateError>() {
+        if cause.is::<InputError>()
+            || cause.is::<ConfigError>()
+            || cause.is::<GateError>()
+            || cause.is::<crate::backend::BackendUnavailable>()
+        {
             return Exit::Bad;
         }
         if let Some(p) = cause.downcast_ref::<PeerFailed>() {
@@ -87,6 +95,12 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
             } else {
                 Exit::Bad
             };
+        }
+        if let Some(e) = cause.downcast_ref::<crate::k8s::cluster::K8sError>() {
+            return e.exit();
+        }
+        if cause.is::<crate::k8s::render::RenderError>() {
+            return Exit::Bad;
         }
         if cause.is::<crate::gang::link::LinkError>()
             || cause.is::<crate::gang::jobset::IdentityError>()

@@ -12,11 +12,14 @@
 //! - [`demo`]: generate, train, register and serve in one command.
 //! - [`gang`]: the multi-rank runtime's pure layers: JobSet identity and peer names,
 //!   collective schedules.
+//! - [`k8s`]: `cooc submit` / `cooc status`: render the JobSet, apply it, follow Kueue.
+//! - [`backend`]: `--backend` / `--comm`: what this build computes and combines with.
 //! - [`error`]: typed errors and the documented exit codes.
 //!
 //! The artifact format and the model store live in [`cooc_serve`], which the thin server
 //! shares without pulling in anything of the trainer.
 
+pub mod backend;
 pub mod csr;
 pub mod demo;
 pub mod error;
@@ -25,6 +28,7 @@ pub mod gang;
 pub mod gen;
 pub mod input;
 pub mod inspect;
+pub mod k8s;
 pub mod kernel;
 pub mod progress;
 pub mod train;

@@ -1,0 +1,364 @@
+//! Renders the training JobSet that `cooc submit` sends: the checked-in
+//! `jobset/recommender-train.yaml`, with the world size, queue, image, input and name of
+//! this run filled in.
+//!
+//! The manifest in the repository is the single source: rendering the defaults gives it
+//! back (with `generateName` in place of `name`), which a test checks, so `kubectl apply -k
+//! jobset/` and `cooc submit` can never drift apart.
+
+use serde_json::{json, Value};
+
+use crate::gang::jobset::{pod_hostname, MAX_LABEL};
+
+/// The manifest `cooc submit` starts from.
+pub const BASE_MANIFEST: &str = include_str!("../../jobset/recommender-train.yaml");
+
+/// Characters the apiserver appends to a `generateName` prefix.
+pub const GENERATED_SUFFIX_LEN: usize = 5;
+
+/// The `cooc train` arguments after the input ones when none are given: evaluate on the
+/// held-out last orders and refuse a model whose neighbours are meaningless.
+pub const DEFAULT_GATE_ARGS: [&str; 4] = ["--holdout", "last", "--min-avg-top1-cosine", "0.05"];
+
+/// Where rank 0 writes the model (the model PVC's mount in the manifest).
+const MODEL_MOUNT: &str = "/workspace/model";
+/// Where an input PVC is mounted, read-only.
+const INPUT_MOUNT: &str = "/input";
+
+/// How the run is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// `metadata.generateName`: the apiserver appends a random suffix, so runs never collide.
+    Generate(String),
+    /// A fixed name, applied with server-side apply (re-submitting is idempotent).
+    Fixed(String),
+}
+
+/// The training input of the ranks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Each rank generates its own baskets of the synthetic Bookstore data.
+    Generate { size: String, seed: Option<u64> },
+    /// Files on a PersistentVolumeClaim mounted read-only at `/input` (paths relative to it),
+    /// or absolute paths already present in the image.
+    Files {
+        orders: String,
+        books: Option<String>,
+        claim: Option<String>,
+    },
+}
+
+/// Everything that varies between runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    pub naming: Naming,
+    pub namespace: String,
+    pub world_size: u32,
+    pub queue: String,
+    pub image: String,
+    pub input: Input,
+    /// `kueue.x-k8s.io/priority-class` (a WorkloadPriorityClass), if any.
+    pub priority_class: Option<String>,
+    /// Arguments of `cooc train` after the input ones; `None` means [`DEFAULT_GATE_ARGS`].
+    pub train_args: Option<Vec<String>>,
+}
+
+impl Default for RunSpec {
+    /// The run the checked-in manifest describes.
+    fn default() -> Self {
+        RunSpec {
+            naming: Naming::Generate("recommender-train-".into()),
+            namespace: "bookstore-ml".into(),
+            world_size: 2,
+            queue: "bookstore-ml-lq".into(),
+            image: "cooc:0.1.0".into(),
+            input: Input::Generate {
+                size: "m".into(),
+                seed: None,
+            },
+            priority_class: None,
+            train_args: None,
+        }
+    }
+}
+
+/// A run that cannot be rendered.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render the JobSet: {0}")]
+pub struct RenderError(pub String);
+
+impl RunSpec {
+    /// The arguments each rank's container runs `cooc` with.
+    pub fn rank_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec!["train".into(), "--jobset".into()];
+        match &self.input {
+            Input::Generate { size, seed } => {
+                args.extend(["--generate".into(), size.clone()]);
+                if let Some(s) = seed {
+                    args.extend(["--seed".into(), s.to_string()]);
+                }
+            }
+            Input::Files {
+                orders,
+                books,
+                claim,
+            } => {
+                let at = |p: &str| match claim {
+                    Some(_) if !p.starts_with('/') => format!("{INPUT_MOUNT}/{p}"),
+                    _ => p.to_owned(),
+                };
+                args.extend(["--orders".into(), at(orders)]);
+                if let Some(b) = books {
+                    args.extend(["--books".into(), at(b)]);
+                }
+            }
+        }
+        match &self.train_args {
+            Some(extra) => args.extend(extra.iter().cloned()),
+            None => args.extend(DEFAULT_GATE_ARGS.iter().map(|s| s.to_string())),
+        }
+        args.extend(["--model-dir".into(), MODEL_MOUNT.into()]);
+        args
+    }
+
+    /// The longest pod hostname this run can get; JobSet's DNS names must fit a label.
+    fn check_names(&self, rjob: &str) -> Result<(), RenderError> {
+        let (name, what) = match &self.naming {
+            Naming::Generate(prefix) => (
+                format!("{prefix}{}", "x".repeat(GENERATED_SUFFIX_LEN)),
+                "the generateName prefix",
+            ),
+            Naming::Fixed(n) => (n.clone(), "the name"),
+        };
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+        };
+        if !valid(&name) {
+            return Err(RenderError(format!(
+                "{what} {name:?} is not a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)"
+            )));
+        }
+        let longest = pod_hostname(&name, rjob, 0, self.world_size - 1);
+        if longest.len() > MAX_LABEL {
+            return Err(RenderError(format!(
+                "{what} makes pod hostnames like {longest:?} ({} characters), over Kubernetes' {MAX_LABEL}: shorten it",
+                longest.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The JobSet object to send.
+    pub fn render(&self) -> Result<Value, RenderError> {
+        if self.world_size == 0 {
+            return Err(RenderError("the world size must be at least 1".into()));
+        }
+        let mut js: Value = serde_yaml_ng::from_str(BASE_MANIFEST)
+            .map_err(|e| RenderError(format!("jobset/recommender-train.yaml: {e}")))?;
+        let meta = js["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| RenderError("the base manifest has no metadata".into()))?;
+        meta.remove("name");
+        match &self.naming {
+            Naming::Generate(prefix) => meta.insert("generateName".into(), json!(prefix)),
+            Naming::Fixed(name) => meta.insert("name".into(), json!(name)),
+        };
+        meta.insert("namespace".into(), json!(self.namespace));
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .ok_or_else(|| RenderError("metadata.labels is not a map".into()))?;
+        labels.insert("kueue.x-k8s.io/queue-name".into(), json!(self.queue));
+        if let Some(p) = &self.priority_class {
+            labels.insert("kueue.x-k8s.io/priority-class".into(), json!(p));
+        }
+
+        let rjobs = js["spec"]["replicatedJobs"]
+            .as_array_mut()
+            .filter(|r| r.len() == 1)
+            .ok_or_else(|| RenderError("the base manifest must have one replicatedJob".into()))?;
+        let rjob = &mut rjobs[0];
+        let rjob_name = rjob["name"].as_str().unwrap_or_default().to_owned();
+        self.check_names(&rjob_name)?;
+        let job = &mut rjob["template"]["spec"];
+        job["parallelism"] = json!(self.world_size);
+        job["completions"] = json!(self.world_size);
+        let pod = &mut job["template"]["spec"];
+        let container = pod["containers"]
+            .as_array_mut()
+            .and_then(|c| c.iter_mut().find(|c| c["name"] == "rank"))
+            .ok_or_else(|| RenderError("the base manifest has no container \"rank\"".into()))?;
+        container["image"] = json!(self.image);
+        container["args"] = json!(self.rank_args());
+        let env = container["env"]
+            .as_array_mut()
+            .ok_or_else(|| RenderError("the rank container has no env".into()))?;
+        match env.iter_mut().find(|e| e["name"] == "WORLD_SIZE") {
+            Some(e) => e["value"] = json!(self.world_size.to_string()),
+            None => env.push(json!({"name": "WORLD_SIZE", "value": self.world_size.to_string()})),
+        }
+        if let Input::Files {
+            claim: Some(claim), ..
+        } = &self.input
+        {
+            container["volumeMounts"]
+                .as_array_mut()
+                .ok_or_else(|| RenderError("the rank container has no volumeMounts".into()))?
+                .push(json!({"name": "input", "mountPath": INPUT_MOUNT, "readOnly": true}));
+            pod["volumes"]
+                .as_array_mut()
+                .ok_or_else(|| RenderError("the pod has no volumes".into()))?
+                .push(json!({
+                    "name": "input",
+                    "persistentVolumeClaim": {"claimName": claim, "readOnly": true}
+                }));
+        }
+        Ok(js)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_render_the_checked_in_manifest() {
+        let mut base: Value = serde_yaml_ng::from_str(BASE_MANIFEST).unwrap();
+        let meta = base["metadata"].as_object_mut().unwrap();
+        meta.remove("name");
+        meta.insert("generateName".into(), json!("recommender-train-"));
+        assert_eq!(RunSpec::default().render().unwrap(), base);
+    }
+
+    #[test]
+    fn world_size_queue_image_and_name_are_filled_in_everywhere() {
+        let spec = RunSpec {
+            naming: Naming::Fixed("nightly-1".into()),
+            world_size: 4,
+            queue: "other-lq".into(),
+            image: "registry.example/cooc:1.2.3".into(),
+            priority_class: Some("recommender-nightly".into()),
+            input: Input::Generate {
+                size: "l".into(),
+                seed: Some(7),
+            },
+            ..RunSpec::default()
+        };
+        let js = spec.render().unwrap();
+        assert_eq!(js["metadata"]["name"], "nightly-1");
+        assert!(js["metadata"].get("generateName").is_none());
+        let labels = &js["metadata"]["labels"];
+        assert_eq!(labels["kueue.x-k8s.io/queue-name"], "other-lq");
+        assert_eq!(
+            labels["kueue.x-k8s.io/priority-class"],
+            "recommender-nightly"
+        );
+        let job = &js["spec"]["replicatedJobs"][0]["template"]["spec"];
+        assert_eq!(job["parallelism"], 4);
+        assert_eq!(job["completions"], 4);
+        let c = &job["template"]["spec"]["containers"][0];
+        assert_eq!(c["image"], "registry.example/cooc:1.2.3");
+        let ws = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "WORLD_SIZE")
+            .unwrap();
+        assert_eq!(ws["value"], "4");
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "train",
+                "--jobset",
+                "--generate",
+                "l",
+                "--seed",
+                "7",
+                "--holdout",
+                "last",
+                "--min-avg-top1-cosine",
+                "0.05",
+                "--model-dir",
+                "/workspace/model"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_input_on_a_claim_is_mounted_read_only() {
+        let spec = RunSpec {
+            input: Input::Files {
+                orders: "orders.csv".into(),
+                books: Some("/opt/books.csv".into()),
+                claim: Some("bookstore-data".into()),
+            },
+            train_args: Some(vec!["--top-k".into(), "20".into()]),
+            ..RunSpec::default()
+        };
+        assert_eq!(
+            spec.rank_args(),
+            [
+                "train",
+                "--jobset",
+                "--orders",
+                "/input/orders.csv",
+                "--books",
+                "/opt/books.csv",
+                "--top-k",
+                "20",
+                "--model-dir",
+                "/workspace/model"
+            ]
+        );
+        let js = spec.render().unwrap();
+        let pod = &js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"];
+        let vol = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "input")
+            .unwrap();
+        assert_eq!(vol["persistentVolumeClaim"]["claimName"], "bookstore-data");
+        assert_eq!(vol["persistentVolumeClaim"]["readOnly"], true);
+        let mount = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "input")
+            .unwrap();
+        assert_eq!(mount["mountPath"], "/input");
+        assert_eq!(mount["readOnly"], true);
+    }
+
+    #[test]
+    fn names_that_make_hostnames_too_long_or_invalid_are_refused() {
+        let named = |n: Naming, world| RunSpec {
+            naming: n,
+            world_size: world,
+            ..RunSpec::default()
+        };
+        // 52 + 5 + "-rank-0-9" (9) = 66 > 63.
+        let long = "a".repeat(51) + "-";
+        let e = named(Naming::Generate(long), 10).render().unwrap_err();
+        assert!(e.0.contains("over Kubernetes' 63"), "{e}");
+        // Just fits: 49 + "-rank-0-1" = 58.
+        assert!(named(Naming::Fixed("b".repeat(49)), 2).render().is_ok());
+        let e = named(Naming::Fixed("Nightly".into()), 2)
+            .render()
+            .unwrap_err();
+        assert!(e.0.contains("not a DNS label"), "{e}");
+        let e = named(Naming::Fixed("x".into()), 0).render().unwrap_err();
+        assert!(e.0.contains("at least 1"), "{e}");
+    }
+}
