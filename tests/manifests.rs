@@ -1,4 +1,6 @@
-//! The Kubernetes manifests (kueue/, jobset/, serve/k8s/) as users apply them: every
+//! The Kubernetes manifests (kueue/, jobset/, jobset/nightly/, the jobset/gpu/ overlay,
+//! serve/k8s/, and the JobSet `cooc submit` renders for the nightly CronJob) as users apply
+//! them: every
 //! document parses; built-in kinds deserialize into `k8s-openapi` types with nothing dropped;
 //! JobSet and Kueue objects validate against the upstream CRD schemas in ../shared/crds
 //! (and carry no field those schemas would prune); every pod template passes the Pod
@@ -18,10 +20,82 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every object of every manifest (kustomization files aside), with its file.
+/// Directories of plain manifests, each with a kustomization listing them.
+const MANIFEST_DIRS: [&str; 4] = ["kueue", "jobset", "jobset/nightly", "serve/k8s"];
+
+/// Every object of every manifest (kustomization files aside), with its file; then what
+/// the GPU overlay makes of the JobSet, and the JobSet the nightly CronJob submits.
 fn objects() -> Vec<(PathBuf, Value)> {
+    let mut out = files();
+    let gpu = gpu_overlay(&out);
+    out.push((PathBuf::from("jobset/gpu (overlay)"), gpu));
+    out.push((
+        PathBuf::from("jobset/nightly/cronjob.yaml (cooc submit --dry-run)"),
+        nightly_submission(&out),
+    ));
+    out
+}
+
+/// The JobSet of jobset/ with the GPU overlay's patches applied, as kustomize would.
+fn gpu_overlay(base: &[(PathBuf, Value)]) -> Value {
+    let k: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo().join("jobset/gpu/kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        k["resources"],
+        json!(["../"]),
+        "the overlay builds on jobset/"
+    );
+    let patches = k["patches"].as_array().unwrap();
+    assert_eq!(patches.len(), 1);
+    let target = &patches[0]["target"];
+    assert_eq!(target["kind"], "JobSet");
+    let mut js = named(base, "JobSet", target["name"].as_str().unwrap()).clone();
+    assert_eq!(
+        js["apiVersion"],
+        format!(
+            "{}/{}",
+            target["group"].as_str().unwrap(),
+            target["version"].as_str().unwrap()
+        )
+    );
+    let ops: Value = serde_yaml_ng::from_str(patches[0]["patch"].as_str().unwrap()).unwrap();
+    let ops: json_patch::Patch = serde_json::from_value(ops).unwrap();
+    json_patch::patch(&mut js, &ops).expect("the overlay's patches apply to jobset/");
+    js
+}
+
+/// Runs `cooc` (the binary under test) and returns its standard output.
+fn cooc(args: &[&str]) -> String {
+    let out = common::cooc(args);
+    assert!(
+        out.status.success(),
+        "cooc {args:?}: {}",
+        common::stderr(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What the nightly CronJob's `cooc submit` sends, rendered with `--dry-run`.
+fn nightly_submission(base: &[(PathBuf, Value)]) -> Value {
+    let cj = named(base, "CronJob", "recommender-nightly");
+    let args: Vec<&str> = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        ["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "submit");
+    let mut dry = args.clone();
+    dry.push("--dry-run");
+    serde_yaml_ng::from_str(&cooc(&dry)).unwrap()
+}
+
+fn files() -> Vec<(PathBuf, Value)> {
     let mut out = Vec::new();
-    for dir in ["kueue", "jobset", "serve/k8s"] {
+    for dir in MANIFEST_DIRS {
         let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -63,7 +137,16 @@ fn of_kind<'a>(all: &'a [(PathBuf, Value)], k: &str) -> Vec<&'a Value> {
 
 #[test]
 fn every_kustomization_lists_exactly_its_directory() {
-    for dir in ["kueue", "jobset", "serve/k8s"] {
+    let gpu: Vec<String> = std::fs::read_dir(repo().join("jobset/gpu"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        gpu,
+        ["kustomization.yaml"],
+        "the GPU overlay is patches only"
+    );
+    for dir in MANIFEST_DIRS {
         let k: Value = serde_yaml_ng::from_str(
             &std::fs::read_to_string(repo().join(dir).join("kustomization.yaml")).unwrap(),
         )
@@ -101,7 +184,7 @@ fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(file: &Path, v:
 
 #[test]
 fn built_in_kinds_round_trip_through_k8s_openapi() {
-    use k8s_openapi::api::{apps, autoscaling, core, networking, policy};
+    use k8s_openapi::api::{apps, autoscaling, batch, core, networking, policy, rbac};
     let all = objects();
     let mut crd = 0;
     for (f, v) in &all {
@@ -119,6 +202,12 @@ fn built_in_kinds_round_trip_through_k8s_openapi() {
             ("networking.k8s.io/v1", "NetworkPolicy") => {
                 round_trip::<networking::v1::NetworkPolicy>(f, v)
             }
+            ("v1", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(f, v),
+            ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<rbac::v1::Role>(f, v),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                round_trip::<rbac::v1::RoleBinding>(f, v)
+            }
+            ("batch/v1", "CronJob") => round_trip::<batch::v1::CronJob>(f, v),
             (api, _)
                 if api.starts_with("jobset.x-k8s.io/") || api.starts_with("kueue.x-k8s.io/") =>
             {
@@ -131,13 +220,14 @@ fn built_in_kinds_round_trip_through_k8s_openapi() {
         crd >= 6,
         "JobSet and Kueue objects are checked by the schema test"
     );
-    // The JobSet's Job template is a built-in type too.
-    let js = named(&all, "JobSet", "recommender-train");
-    for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
-        round_trip::<k8s_openapi::api::batch::v1::JobTemplateSpec>(
-            Path::new("jobset/recommender-train.yaml"),
-            &rj["template"],
-        );
+    // Every JobSet's Job template is a built-in type too (the GPU overlay's and the
+    // submitted one's included).
+    let jobsets: Vec<_> = all.iter().filter(|(_, v)| kind(v) == "JobSet").collect();
+    assert_eq!(jobsets.len(), 3);
+    for (f, js) in jobsets {
+        for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
+            round_trip::<k8s_openapi::api::batch::v1::JobTemplateSpec>(f, &rj["template"]);
+        }
     }
 }
 
@@ -723,12 +813,28 @@ fn the_objects_refer_to_each_other_consistently() {
         .as_str()
         .unwrap();
     named(&all, "PersistentVolumeClaim", claim);
-    // The training NetworkPolicy admits the rank port from the same JobSet only.
+    // The training NetworkPolicy admits the rank port only from rank pods, and selects the
+    // rank pods of every run: the checked-in JobSet's and those `cooc submit` renders.
     let np = named(&all, "NetworkPolicy", "recommender-train-ranks");
     let sel = &np["spec"]["podSelector"]["matchLabels"];
-    assert_eq!(
-        sel["jobset.sigs.k8s.io/jobset-name"],
-        js["metadata"]["name"]
+    let submitted = cooc::k8s::render::RunSpec::default().render().unwrap();
+    for j in [js, &submitted] {
+        let labels =
+            &j["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["metadata"]["labels"];
+        for (k, v) in sel.as_object().unwrap() {
+            assert_eq!(&labels[k], v, "rank pods carry {k}");
+        }
+    }
+    let serving = named(&all, "Deployment", "recommender")["spec"]["template"]["metadata"]
+        ["labels"]
+        .as_object()
+        .unwrap();
+    assert!(
+        sel.as_object()
+            .unwrap()
+            .iter()
+            .any(|(k, v)| serving.get(k) != Some(v)),
+        "the serving pods are not admitted to the rank port"
     );
     assert_eq!(
         np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
@@ -791,4 +897,174 @@ fn the_grafana_dashboard_queries_only_metrics_cooc_serve_exports() {
         }
     }
     assert!(queried >= 9);
+}
+
+#[test]
+fn the_nightly_cronjob_submits_the_same_gang_under_its_own_service_account() {
+    let all = objects();
+    let cj = named(&all, "CronJob", "recommender-nightly");
+    let job = &cj["spec"]["jobTemplate"]["spec"];
+    assert_eq!(
+        job["backoffLimit"], 0,
+        "a retried submit would start a second gang"
+    );
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Forbid");
+    let pod = &job["template"]["spec"];
+    let sa = pod["serviceAccountName"].as_str().unwrap();
+    named(&all, "ServiceAccount", sa);
+    let rb = of_kind(&all, "RoleBinding")
+        .into_iter()
+        .find(|rb| {
+            rb["subjects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["kind"] == "ServiceAccount" && s["name"] == sa)
+        })
+        .expect("a RoleBinding for the submitter");
+    assert_eq!(rb["roleRef"]["kind"], "Role");
+    let role = named(&all, "Role", rb["roleRef"]["name"].as_str().unwrap());
+    // Create and follow JobSets, read Workloads; nothing that deletes, and no other resource.
+    let mut grants: Vec<String> = Vec::new();
+    for r in role["rules"].as_array().unwrap() {
+        for g in r["apiGroups"].as_array().unwrap() {
+            for res in r["resources"].as_array().unwrap() {
+                for v in r["verbs"].as_array().unwrap() {
+                    grants.push(format!(
+                        "{}/{} {}",
+                        g.as_str().unwrap(),
+                        res.as_str().unwrap(),
+                        v.as_str().unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    grants.sort();
+    assert_eq!(
+        grants,
+        [
+            "jobset.x-k8s.io/jobsets create",
+            "jobset.x-k8s.io/jobsets get",
+            "jobset.x-k8s.io/jobsets list",
+            "jobset.x-k8s.io/jobsets watch",
+            "kueue.x-k8s.io/workloads get",
+            "kueue.x-k8s.io/workloads list",
+            "kueue.x-k8s.io/workloads watch",
+        ]
+    );
+    // What it submits: the checked-in gang under a generated name, with its priority class.
+    let sent = all
+        .iter()
+        .find(|(f, _)| f.to_string_lossy().contains("cooc submit --dry-run"))
+        .map(|(_, v)| v)
+        .unwrap();
+    assert_eq!(sent["metadata"]["generateName"], "recommender-train-");
+    let pc = sent["metadata"]["labels"]["kueue.x-k8s.io/priority-class"]
+        .as_str()
+        .unwrap();
+    named(&all, "WorkloadPriorityClass", pc);
+    let lq = sent["metadata"]["labels"]["kueue.x-k8s.io/queue-name"]
+        .as_str()
+        .unwrap();
+    named(&all, "LocalQueue", lq);
+    let base = named(&all, "JobSet", "recommender-train");
+    assert_eq!(
+        sent["spec"], base["spec"],
+        "the nightly run trains exactly what jobset/ describes"
+    );
+    let image = pod["containers"][0]["image"].as_str().unwrap();
+    assert!(image.contains(':') && !image.ends_with(":latest"));
+}
+
+#[test]
+fn the_gpu_overlay_asks_for_one_gpu_per_rank_on_the_gpu_flavor() {
+    let all = objects();
+    let gpu = all
+        .iter()
+        .find(|(f, _)| f.ends_with("jobset/gpu (overlay)"))
+        .map(|(_, v)| v)
+        .unwrap();
+    let rj = &gpu["spec"]["replicatedJobs"][0];
+    let pods =
+        rj["replicas"].as_u64().unwrap() * rj["template"]["spec"]["parallelism"].as_u64().unwrap();
+    let pod = &rj["template"]["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let image = c["image"].as_str().unwrap();
+    assert!(
+        image.starts_with("cooc-gpu:") && !image.ends_with(":latest"),
+        "{image}"
+    );
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let has = |flag: &str, value: &str| args.windows(2).any(|w| w == [flag, value]);
+    assert!(
+        has("--backend", "cuda") && has("--comm", "nccl"),
+        "{args:?}"
+    );
+    // The ranks' arguments parse: `cooc submit` checks them with the train parser.
+    let after_input = args.iter().position(|a| *a == "--holdout").unwrap();
+    let mut dry = vec!["submit", "--dry-run", "--"];
+    dry.extend(
+        args[after_input..]
+            .iter()
+            .filter(|a| !a.starts_with("--model-dir") && **a != "/workspace/model"),
+    );
+    cooc(&dry);
+    let req = &c["resources"]["requests"];
+    assert_eq!(req["nvidia.com/gpu"], "1");
+    assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], "1");
+
+    // Kueue can only place it on the GPU flavor, and that flavor admits the whole gang.
+    let cq = named(&all, "ClusterQueue", "bookstore-ml-cq");
+    let flavors = cq["spec"]["resourceGroups"][0]["flavors"]
+        .as_array()
+        .unwrap();
+    let quota = |fl: &Value, res: &str| -> Value {
+        fl["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == res)
+            .map(|r| r["nominalQuota"].clone())
+            .unwrap_or(json!("0"))
+    };
+    let cpu_flavor = &flavors[0];
+    assert_eq!(quantity(&quota(cpu_flavor, "nvidia.com/gpu")), 0);
+    let gpu_flavor = flavors
+        .iter()
+        .find(|f| quantity(&quota(f, "nvidia.com/gpu")) > 0)
+        .unwrap();
+    assert!(
+        pods * quantity(&req["nvidia.com/gpu"]) <= quantity(&quota(gpu_flavor, "nvidia.com/gpu"))
+    );
+    assert!(pods * millicpu(&req["cpu"]) <= millicpu(&quota(gpu_flavor, "cpu")));
+    assert!(pods * quantity(&req["memory"]) <= quantity(&quota(gpu_flavor, "memory")));
+    // The pods tolerate the GPU nodes' taint and require the nodes the flavor selects.
+    let rf = named(&all, "ResourceFlavor", gpu_flavor["name"].as_str().unwrap());
+    for t in rf["spec"]["tolerations"].as_array().unwrap() {
+        assert!(
+            pod["tolerations"].as_array().unwrap().contains(t),
+            "the pods tolerate {t}"
+        );
+    }
+    let term = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0]["matchExpressions"][0];
+    let (label, value) = rf["spec"]["nodeLabels"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(term["key"], *label);
+    assert_eq!(term["operator"], "In");
+    assert_eq!(term["values"], json!([value]));
+    // Everything else is the CPU gang's.
+    let base = named(&all, "JobSet", "recommender-train");
+    assert_eq!(gpu["spec"]["failurePolicy"], base["spec"]["failurePolicy"]);
+    assert_eq!(gpu["metadata"], base["metadata"]);
 }
