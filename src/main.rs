@@ -707,6 +707,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The reader of our output went away (`cooc export m | head`): stop quietly, like other
+/// command-line tools.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -718,6 +727,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let code = exit_code(&e);
             eprintln!("cooc: error: {e:#}");
