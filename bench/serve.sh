@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Serving benchmark: wrk against cooc-serve (/recommend and :predict) and the minimal axum
-# "hello" ceiling server (driven with the same request script as /recommend), interleaved
-# round by round in one run so that machine noise hits every contender alike. Prints medians
-# (req/s, p50, p99) and cooc's ratio to the ceiling.
+# Serving benchmark: wrk against cooc-serve (/recommend and :predict), the minimal axum
+# "hello" ceiling server (driven with the same request script as /recommend), and a FastAPI
+# predictor like the reference guide's serving the same neighbours (uvicorn, one worker per
+# core), interleaved round by round in one run so that machine noise hits every contender
+# alike. Prints medians (req/s, p50, p99) and each one's ratio to the ceiling.
 #
 # usage: bench/serve.sh [ROUNDS] [SECONDS] [SIZE]     (defaults: 5 rounds of 10 s, size m)
-# needs: wrk, a release build (cargo build --release)
+# needs: wrk, a release build (cargo build --release); installs FastAPI into bench/.venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -24,15 +25,29 @@ if [ ! -f "$store/CURRENT" ]; then
 fi
 books=$(($(wc -l <"$data/books.csv") - 1))
 
+if [ ! -x bench/.venv/bin/uvicorn ]; then
+  [ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv
+  bench/.venv/bin/pip install -q --disable-pip-version-check fastapi==0.121.3 uvicorn==0.38.0
+fi
+"$BIN/cooc" export "$store" --format csv --out "$WORK/serve-neighbours-$SIZE.csv"
+
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SP=$(pick_port); HP=$(pick_port)
+SP=$(pick_port); HP=$(pick_port); FP=$(pick_port)
 MODEL_DIR="$store" LISTEN="127.0.0.1:$SP" RUST_LOG=warn "$BIN/cooc-serve" & SPID=$!
 "$BIN/hello" "127.0.0.1:$HP" & HPID=$!
-trap 'kill $SPID $HPID 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  curl -fs "127.0.0.1:$SP/ready" >/dev/null 2>&1 && curl -fs "127.0.0.1:$HP/" >/dev/null 2>&1 && break
+(cd bench/contenders && NEIGHBOURS="../../$WORK/serve-neighbours-$SIZE.csv" BOOKS="../../$data/books.csv" \
+  exec ../.venv/bin/uvicorn fastapi_predictor:app --host 127.0.0.1 --port "$FP" \
+  --workers "$(nproc)" --log-level warning --no-access-log) & FPID=$!
+trap 'kill $SPID $HPID $FPID 2>/dev/null || true' EXIT
+for _ in $(seq 300); do
+  curl -fs "127.0.0.1:$SP/ready" >/dev/null 2>&1 && curl -fs "127.0.0.1:$HP/" >/dev/null 2>&1 &&
+    curl -fs "127.0.0.1:$FP/recommend?book_id=1" >/dev/null 2>&1 && break
   sleep 0.1
 done
+# Same answers: both serve the same neighbours for the same book.
+diff <(curl -fs "127.0.0.1:$SP/recommend?book_id=1&k=5" | python3 -c 'import json,sys; print([r["book_id"] for r in json.load(sys.stdin)["recommendations"]])') \
+     <(curl -fs "127.0.0.1:$FP/recommend?book_id=1&k=5" | python3 -c 'import json,sys; print([r["book_id"] for r in json.load(sys.stdin)["recommendations"]])') \
+  || { echo "bench/serve.sh: cooc-serve and the FastAPI predictor disagree" >&2; exit 1; }
 
 # run NAME wrk-args... -> appends "rps p50_ms p99_ms" to $WORK/NAME.txt
 run() {
@@ -45,13 +60,15 @@ run() {
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   echo "$rps $p50 $p99" >>"$WORK/$name.txt"
 }
-rm -f "$WORK"/{hello,recommend,predict}.txt
+rm -f "$WORK"/{hello,recommend,predict,fastapi-recommend,fastapi-predict}.txt
 for r in $(seq "$ROUNDS"); do
   # The ceiling gets the identical client workload (same Lua request generator, same
   # paths): on 2 shared cores wrk's own CPU use would otherwise skew the comparison.
   run hello -s bench/recommend.lua "http://127.0.0.1:$HP"
   run recommend -s bench/recommend.lua "http://127.0.0.1:$SP"
   run predict -s bench/predict.lua "http://127.0.0.1:$SP"
+  run fastapi-recommend -s bench/recommend.lua "http://127.0.0.1:$FP"
+  run fastapi-predict -s bench/predict.lua "http://127.0.0.1:$FP"
   echo "round $r/$ROUNDS done" >&2
 done
 
@@ -61,7 +78,7 @@ work = sys.argv[1]
 def ms(v):
     return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
 rows = {}
-for name in ["hello", "recommend", "predict"]:
+for name in ["hello", "recommend", "predict", "fastapi-recommend", "fastapi-predict"]:
     vals = [l.split() for l in open(f"{work}/{name}.txt")]
     rps = [float(v[0]) for v in vals]
     rows[name] = (statistics.median(rps), min(rps), max(rps),
@@ -73,9 +90,16 @@ def round_ratio(name):
     return statistics.median(o / h for o, h in zip(own, hello_rounds))
 print("| server | route | req/s median (min-max) | p50 ms | p99 ms | vs hello (median of per-round ratios) |")
 print("|---|---|---|---|---|---|")
-for name, route in [("hello", "GET /recommend?book_id=<random> (constant body)"), ("recommend", "GET /recommend?book_id=<random>"),
-                    ("predict", "POST /v1/models/recommender:predict")]:
+servers = {"hello": "axum hello (ceiling)", "recommend": "cooc-serve", "predict": "cooc-serve",
+           "fastapi-recommend": "FastAPI + uvicorn", "fastapi-predict": "FastAPI + uvicorn"}
+routes = {"hello": "GET /recommend?book_id=<random> (constant body)", "recommend": "GET /recommend?book_id=<random>",
+          "predict": "POST /v1/models/recommender:predict"}
+for name in servers:
+    route = routes.get(name.removeprefix("fastapi-"))
     med, lo, hi, p50, p99 = rows[name]
-    server = "axum hello (ceiling)" if name == "hello" else "cooc-serve"
+    server = servers[name]
     print(f"| {server} | {route} | {med:,.0f} ({lo:,.0f}-{hi:,.0f}) | {p50:.2f} | {p99:.2f} | {round_ratio(name):.0%} |")
+for route in ["recommend", "predict"]:
+    print(f"\ncooc-serve / FastAPI, {routes[route].split('?')[0]}: {rows[route][0] / rows['fastapi-' + route][0]:.1f}x requests/s, "
+          f"p99 {rows['fastapi-' + route][4] / rows[route][4]:.1f}x lower")
 EOF
