@@ -896,7 +896,7 @@ fn the_grafana_dashboard_queries_only_metrics_cooc_serve_exports() {
             }
         }
     }
-    assert!(queried >= 9);
+    assert!(queried >= 14);
 }
 
 #[test]

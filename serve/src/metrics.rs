@@ -22,7 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::artifact::ModelMeta;
+use crate::artifact::{ModelMeta, Provenance};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -228,6 +228,12 @@ pub struct Metrics {
     pub loaded_at: F64Gauge,
     pub reloads: Counter,
     pub reload_failures: Counter,
+    /// How the live model was trained: when, by how many ranks, on how much data.
+    pub trained_at: F64Gauge,
+    pub training_world_size: Gauge,
+    pub trained_rows: Gauge,
+    pub trained_baskets: Gauge,
+    pub model_neighbours: Gauge,
 }
 
 impl Default for Metrics {
@@ -242,6 +248,11 @@ impl Default for Metrics {
             loaded_at: F64Gauge::default(),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
+            trained_at: F64Gauge::default(),
+            training_world_size: Gauge::default(),
+            trained_rows: Gauge::default(),
+            trained_baskets: Gauge::default(),
+            model_neighbours: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register_collector(Box::new(HttpCollector(m.http.clone())));
@@ -280,13 +291,56 @@ impl Default for Metrics {
             "Refused model reloads (the previous model kept serving)",
             m.reload_failures.clone(),
         );
+        registry.register(
+            "model_trained_timestamp_seconds",
+            "Unix time the live model was trained (its created_at)",
+            m.trained_at.clone(),
+        );
+        registry.register(
+            "model_training_world_size",
+            "Ranks of the gang that trained the live model (1: one process)",
+            m.training_world_size.clone(),
+        );
+        registry.register(
+            "model_trained_order_lines",
+            "Order lines (input rows) the live model was trained on",
+            m.trained_rows.clone(),
+        );
+        registry.register(
+            "model_trained_baskets",
+            "Baskets (customers) the live model was trained on",
+            m.trained_baskets.clone(),
+        );
+        registry.register(
+            "model_neighbours",
+            "Neighbour entries in the live model",
+            m.model_neighbours.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
     /// Records a newly live model.
-    pub fn model_loaded(&self, version: &str, meta: &ModelMeta, seconds: f64) {
+    pub fn model_loaded(
+        &self,
+        version: &str,
+        meta: &ModelMeta,
+        provenance: &Provenance,
+        seconds: f64,
+    ) {
+        // A created_at that does not parse leaves the gauge at 0 (never trained, for
+        // dashboards) rather than refusing a model that validated.
+        self.trained_at.set(
+            humantime::parse_rfc3339_weak(&provenance.created_at)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        self.training_world_size.set(provenance.world_size as i64);
+        self.trained_rows.set(meta.n_rows as i64);
+        self.trained_baskets.set(meta.n_baskets as i64);
+        self.model_neighbours.set(meta.nnz as i64);
         self.model_info.clear();
         self.model_info
             .get_or_create(&VersionLabels {

@@ -161,7 +161,8 @@ impl AppState {
         match Model::open(&path) {
             Ok(model) => {
                 let secs = started.elapsed().as_secs_f64();
-                self.metrics.model_loaded(&version, model.meta(), secs);
+                self.metrics
+                    .model_loaded(&version, model.meta(), model.provenance(), secs);
                 if self.live().is_some() {
                     self.metrics.reloads.inc();
                 }

@@ -284,6 +284,11 @@ fn the_whole_contract() {
         "cooc_model_reloads_total 1",
         "cooc_model_quality{metric=\"avg_top1_score\"} 0.5",
         "cooc_model_load_seconds",
+        "cooc_model_trained_timestamp_seconds 1767225600.0",
+        "cooc_model_training_world_size 1",
+        "cooc_model_trained_order_lines 9",
+        "cooc_model_trained_baskets 5",
+        "cooc_model_neighbours 5",
     ] {
         assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
     }
