@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The comparative training benchmark: cooc against scipy (X^T X + exact top-K), the
-# `implicit` library's CosineRecommender and the reference guide's dense scikit-learn
-# cosine, on the same generated orders.csv at each size. Checks every contender's
-# neighbours against cooc's, then writes the results section of bench/RESULTS.md (between
-# the bench/run.sh markers) and bench/results.png. The other benchmarks (serving, the gang,
-# the collectives) have their own scripts, listed in bench/RESULTS.md.
+# The whole benchmark suite in one command. Training: cooc against scipy (X^T X + exact
+# top-K), the `implicit` library's CosineRecommender and the reference guide's dense
+# scikit-learn cosine, on the same generated orders.csv at each size, every contender's
+# neighbours checked against cooc's (bench/run.py). Then serving against the axum ceiling and
+# a FastAPI predictor (bench/serve.sh), 1 process against 2 and 4 ranks at sizes m and l
+# (bench/gang.sh), and the collectives against one QUIC stream and TCP. Writes the section of
+# bench/RESULTS.md between the bench/run.sh markers, and bench/results.png.
 #
-# usage: bench/run.sh [RUNS] [SIZES]      default: 3 s,m,l   (size l takes a few minutes)
+# usage: bench/run.sh [RUNS] [SIZES]      default: 3 s,m,l   (about 20 minutes on 2 cores)
 #        bench/run.sh --smoke             size s, one run, results under bench/out/ only;
 #                                         CI runs this so the script keeps working
 set -euo pipefail
@@ -25,12 +26,35 @@ if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c 'import sklear
 fi
 mkdir -p bench/out
 md=bench/out/contenders.md
+if ! $smoke; then
+  command -v wrk >/dev/null || { echo "bench/run.sh: the serving benchmark needs wrk (apt-get install wrk)" >&2; exit 2; }
+  [ -x /usr/bin/time ] || { echo "bench/run.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+fi
 if $smoke; then
   bench/.venv/bin/python bench/run.py --runs "$RUNS" --sizes "$SIZES" --markdown "$md" --plot bench/out/results.png
   cat "$md"
   exit 0
 fi
 bench/.venv/bin/python bench/run.py --runs "$RUNS" --sizes "$SIZES" --markdown "$md" --plot bench/results.png
+# The rest of the suite, each in its own interleaved run: serving, the gang, the transport.
+{
+  echo
+  echo "### Serving: \`bench/serve.sh 5 10 m\`"
+  echo
+  bench/serve.sh 5 10 m 2>/dev/null
+  for a in "m $RUNS 2" "m $RUNS 4" "l $RUNS 2" "l $RUNS 4"; do
+    echo
+    echo "### The gang: \`bench/gang.sh $a\`"
+    echo
+    bench/gang.sh $a 2>/dev/null | sed 's/^rank /- rank /'
+  done
+  echo
+  echo "### Collectives: \`cargo bench --bench collectives -- 256 5\`"
+  echo
+  echo '```'
+  cargo bench -q --bench collectives -- 256 5 2>/dev/null
+  echo '```'
+} >>"$md"
 # Replace the section between the markers with this run's.
 python3 - "$md" <<'PY'
 import sys
