@@ -20,6 +20,17 @@ use cooc_serve::artifact::Model;
 
 const JOBSET: &str = "recommender-train";
 const RJOB: &str = "rank";
+/// What the manifests' securityContext declares, as `docker run` options: the numeric
+/// non-root user, a read-only root filesystem, no capabilities, no privilege escalation.
+const HARDENED: [&str; 7] = [
+    "--user",
+    "65532:65532",
+    "--read-only",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+];
 
 fn image() -> Option<String> {
     let why = match std::env::var("COOC_IMAGE") {
@@ -115,18 +126,12 @@ impl Gang {
             &host,
             "--network-alias",
             &alias,
-            "--user",
-            "65532:65532",
-            "--read-only",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
             "-v",
             &secret,
             "-v",
             &model,
         ];
+        cmd.extend(HARDENED);
         for e in &env {
             cmd.extend(["-e", e]);
         }
@@ -228,20 +233,9 @@ fn two_rank_containers_produce_the_single_process_artifact_and_serve_it() {
     // it: read-only root and model volume, no capabilities, published on loopback only.
     let name = format!("{}-serve", g.net);
     let model = format!("{}:/workspace/model:ro", p(&g.model_dir()));
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        "--network",
-        &g.net,
-        "--user",
-        "65532:65532",
-        "--read-only",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
+    let mut cmd = vec!["run", "-d", "--name", &name, "--network", &g.net];
+    cmd.extend(HARDENED);
+    cmd.extend([
         "-v",
         &model,
         "-p",
@@ -250,6 +244,7 @@ fn two_rank_containers_produce_the_single_process_artifact_and_serve_it() {
         "/cooc-serve",
         &image,
     ]);
+    docker(&cmd);
     g.names.push(name.clone());
     let port = docker(&["port", &name, "8080/tcp"]);
     let addr = port.lines().next().unwrap().trim().to_owned();
