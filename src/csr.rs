@@ -2,13 +2,15 @@
 //!
 //! Pure data structure code: knows nothing of files, keys or similarity.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use rayon::prelude::*;
 
 /// A zeroed vector whose pages the kernel is asked to back with huge pages (on Linux with
-/// transparent huge pages in `madvise` mode). The kernel reads these arrays at random:
-/// with 4 KiB pages nearly every access would also miss the TLB.
+/// transparent huge pages in `madvise` mode). Only for arrays read at random (the packed
+/// baskets), where with 4 KiB pages nearly every access would also miss the TLB. Arrays
+/// written or read in order do not gain, and pay for it: faulting in huge pages cost
+/// 0.1-0.4 s more at size l than 4 KiB pages (bench/RESULTS.md).
 pub fn zeroed_huge<T: Copy + Default>(len: usize) -> Vec<T> {
     let mut v: Vec<T> = Vec::with_capacity(len);
     advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<T>());
@@ -68,9 +70,10 @@ impl Csr {
     /// shape. Each row ends up sorted with duplicates removed (a book bought twice by one
     /// customer counts once). `keep`, when given, selects which pairs take part.
     ///
-    /// Chunks are counted and scattered in parallel through atomic per-row counters; the
-    /// order in which a row's slots are claimed is arbitrary, but each row is sorted after,
-    /// so the result is deterministic.
+    /// The chunks are split into a few parts of similar size; each part counts its pairs per
+    /// row, then scatters them at cursors that start where the previous parts' pairs of that
+    /// row end (no atomic read-modify-write). Each row is sorted after, so the result is
+    /// deterministic.
     pub fn from_pairs(
         n_rows: usize,
         rows: &[Vec<u32>],
@@ -78,31 +81,43 @@ impl Csr {
         keep: Option<&[Vec<bool>]>,
     ) -> Csr {
         let kept = |c: usize, i: usize| keep.is_none_or(|k| k[c][i]);
-        let counts: Vec<AtomicU64> = zeroed_huge_atomic(n_rows + 1);
-        rows.par_iter().enumerate().for_each(|(c, chunk)| {
-            for (i, &r) in chunk.iter().enumerate() {
-                if kept(c, i) {
-                    counts[r as usize + 1].fetch_add(1, Relaxed);
+        let parts = chunk_parts(rows, rayon::current_num_threads() * 2);
+        let mut cursors: Vec<Vec<u32>> = parts
+            .par_iter()
+            .map(|chunks| {
+                let mut c = vec![0u32; n_rows];
+                for ci in chunks.clone() {
+                    for (i, &r) in rows[ci].iter().enumerate() {
+                        c[r as usize] += kept(ci, i) as u32;
+                    }
                 }
-            }
-        });
-        let mut offsets: Vec<u64> = counts.into_iter().map(AtomicU64::into_inner).collect();
-        for r in 0..n_rows {
-            offsets[r + 1] += offsets[r];
-        }
-        let cursor: Vec<AtomicU64> = offsets[..n_rows]
-            .iter()
-            .map(|&o| AtomicU64::new(o))
+                c
+            })
             .collect();
-        let out: Vec<AtomicU32> = zeroed_huge_atomic(offsets[n_rows] as usize);
-        rows.par_iter()
-            .zip(values)
-            .enumerate()
-            .for_each(|(c, (rchunk, vchunk))| {
-                for (i, (&r, &v)) in rchunk.iter().zip(vchunk).enumerate() {
-                    if kept(c, i) {
-                        let at = cursor[r as usize].fetch_add(1, Relaxed);
-                        out[at as usize].store(v, Relaxed);
+        // Row offsets, and each part's counts turned into its cursor within the row.
+        let mut offsets = vec![0u64; n_rows + 1];
+        for r in 0..n_rows {
+            let mut within = 0u32;
+            for c in cursors.iter_mut() {
+                let n = c[r];
+                c[r] = within;
+                within += n;
+            }
+            offsets[r + 1] = offsets[r] + within as u64;
+        }
+        let out: Vec<AtomicU32> = zeroed_atomic(offsets[n_rows] as usize);
+        parts
+            .into_par_iter()
+            .zip(cursors)
+            .for_each(|(chunks, mut cursor)| {
+                for ci in chunks {
+                    for (i, (&r, &v)) in rows[ci].iter().zip(&values[ci]).enumerate() {
+                        if kept(ci, i) {
+                            let r = r as usize;
+                            let at = offsets[r] + cursor[r] as u64;
+                            cursor[r] += 1;
+                            out[at as usize].store(v, Relaxed);
+                        }
                     }
                 }
             });
@@ -157,7 +172,7 @@ impl Csr {
                 c
             })
             .collect();
-        let mut offsets = zeroed_huge::<u64>(n_cols + 1);
+        let mut offsets = vec![0u64; n_cols + 1];
         for col in 0..n_cols {
             let mut at = offsets[col];
             for pc in part_counts.iter_mut() {
@@ -167,7 +182,7 @@ impl Csr {
             }
             offsets[col + 1] = at;
         }
-        let out: Vec<AtomicU32> = zeroed_huge_atomic(offsets[n_cols] as usize);
+        let out: Vec<AtomicU32> = zeroed_atomic(offsets[n_cols] as usize);
         part_counts
             .into_par_iter()
             .enumerate()
@@ -186,6 +201,26 @@ impl Csr {
             values: out.into_iter().map(AtomicU32::into_inner).collect(),
         }
     }
+}
+
+/// Splits `chunks` into at most `parts` runs of consecutive chunks holding similar numbers
+/// of entries.
+fn chunk_parts(chunks: &[Vec<u32>], parts: usize) -> Vec<std::ops::Range<usize>> {
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let per = total.div_ceil(parts.max(1)).max(1);
+    let mut out = Vec::with_capacity(parts);
+    let (mut start, mut filled) = (0, 0);
+    for (i, c) in chunks.iter().enumerate() {
+        filled += c.len();
+        if filled >= per {
+            out.push(start..i + 1);
+            (start, filled) = (i + 1, 0);
+        }
+    }
+    if start < chunks.len() {
+        out.push(start..chunks.len());
+    }
+    out
 }
 
 /// Sorts and de-duplicates every row in parallel, then closes the gaps.
@@ -222,15 +257,14 @@ fn sort_dedup_rows(mut offsets: Vec<u64>, mut values: Vec<u32>) -> Csr {
     }
     let last = offsets.len() - 1;
     offsets[last] = write;
-    // No shrink_to_fit: reallocating would give up the huge pages for a few percent of memory.
+    // No shrink_to_fit: reallocating would copy 80 MB at size l for a few percent of memory.
     values.truncate(write as usize);
     Csr { offsets, values }
 }
 
-/// Like [`zeroed_huge`], for atomics (all-zero bytes are a valid zero atomic).
-fn zeroed_huge_atomic<A: Default>(len: usize) -> Vec<A> {
+/// `len` zero atomics.
+fn zeroed_atomic<A: Default>(len: usize) -> Vec<A> {
     let mut v: Vec<A> = Vec::with_capacity(len);
-    advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<A>());
     v.resize_with(len, A::default);
     v
 }
