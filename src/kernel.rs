@@ -113,17 +113,29 @@ impl CoocIndex {
             baskets.nnz() + n < u32::MAX as usize,
             "more than 4 billion basket entries: positions no longer fit 32 bits"
         );
+        // Basket `b` starts at `offsets[b] + b`: its items plus one length word per earlier
+        // basket. Blocks of baskets are packed in parallel into disjoint ranges.
         let mut packed = crate::csr::zeroed_huge::<u32>(baskets.nnz() + n);
-        let mut pos = Vec::with_capacity(n);
-        let mut at = 0usize;
-        for b in 0..n {
-            let row = baskets.row(b);
-            pos.push(at as u32);
-            packed[at] = row.len() as u32;
-            packed[at + 1..at + 1 + row.len()].copy_from_slice(row);
-            at += 1 + row.len();
+        let at = |b: usize| baskets.offsets[b] as usize + b;
+        const BLOCK: usize = 8192;
+        let mut parts: Vec<(usize, &mut [u32])> = Vec::with_capacity(n.div_ceil(BLOCK));
+        let mut rest = &mut packed[..];
+        for b0 in (0..n).step_by(BLOCK) {
+            let b1 = (b0 + BLOCK).min(n);
+            let (head, tail) = rest.split_at_mut(at(b1) - at(b0));
+            parts.push((b0, head));
+            rest = tail;
         }
-        let item_baskets = baskets.transpose_labelled_in(n_items, rows, |b| pos[b]);
+        parts.into_par_iter().for_each(|(b0, out)| {
+            let mut w = 0;
+            for b in b0..(b0 + BLOCK).min(n) {
+                let row = baskets.row(b);
+                out[w] = row.len() as u32;
+                out[w + 1..w + 1 + row.len()].copy_from_slice(row);
+                w += 1 + row.len();
+            }
+        });
+        let item_baskets = baskets.transpose_labelled_in(n_items, rows, |b| at(b) as u32);
         let degree = degree.unwrap_or_else(|| {
             (0..n_items)
                 .map(|i| item_baskets.row_len(i) as u32)
