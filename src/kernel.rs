@@ -33,6 +33,24 @@ impl TopK {
         (&self.indices[a..b], &self.scores[a..b])
     }
 
+    /// One row per list of `(score, item)`, best first; scores stored as f32.
+    pub fn from_lists(lists: Vec<Vec<(f64, u32)>>) -> TopK {
+        let mut out = TopK {
+            indptr: Vec::with_capacity(lists.len() + 1),
+            indices: Vec::new(),
+            scores: Vec::new(),
+        };
+        out.indptr.push(0);
+        for l in lists {
+            for (s, j) in l {
+                out.indices.push(j);
+                out.scores.push(s as f32);
+            }
+            out.indptr.push(out.indices.len() as u64);
+        }
+        out
+    }
+
     /// Appends another block of rows after this one.
     pub fn append(&mut self, other: TopK) {
         if self.indptr.is_empty() {
@@ -177,20 +195,7 @@ impl CoocIndex {
                 row_top_k(self, sim, k, i, &mut s.borrow_mut())
             })
             .collect();
-        let mut out = TopK {
-            indptr: Vec::with_capacity(lists.len() + 1),
-            indices: Vec::new(),
-            scores: Vec::new(),
-        };
-        out.indptr.push(0);
-        for l in lists {
-            for (s, j) in l {
-                out.indices.push(j);
-                out.scores.push(s as f32);
-            }
-            out.indptr.push(out.indices.len() as u64);
-        }
-        out
+        TopK::from_lists(lists)
     }
 }
 
@@ -231,8 +236,24 @@ fn row_top_k(
             *c += 1;
         }
     }
+    let cands = touched[..n_touched]
+        .iter()
+        .map(|&j| (j, std::mem::take(&mut counts[j as usize])));
+    select_top_k(sim, k, i, degree, &mut s.heap, cands)
+}
+
+/// The best `k` of row `i` among its candidates `(j, C_ij)`, best first. The result is the
+/// same for any order of the candidates (the order is total: score, then item), which lets
+/// every backend that produces the counts share this one selection.
+pub fn select_top_k(
+    sim: Similarity,
+    k: usize,
+    i: usize,
+    degree: &[u32],
+    heap: &mut std::collections::BinaryHeap<Worst>,
+    candidates: impl Iterator<Item = (u32, u32)>,
+) -> Vec<(f64, u32)> {
     let c_ii = degree[i];
-    let heap = &mut s.heap;
     heap.clear();
     // While the heap holds k, a candidate needs c >= c_min to possibly qualify: with C_jj
     // >= c, `below(c, c_ii, c, tau)` is `c < t` for the `t` below, and for an integer c that
@@ -245,9 +266,8 @@ fn row_top_k(
         };
         t.ceil().min(u32::MAX as f64) as u32
     };
-    for &j in &touched[..n_touched] {
-        let c = std::mem::take(&mut counts[j as usize]);
-        if c < c_min || j as usize == i {
+    for (j, c) in candidates {
+        if c < c_min || j as usize == i || c == 0 {
             continue;
         }
         if heap.len() == k {
@@ -296,7 +316,7 @@ const SLACK: f64 = 1.0 - 1e-9;
 
 /// A candidate in the bounded heap, ordered so that the heap's top is the worst kept.
 #[derive(Debug, Clone, Copy)]
-struct Worst((f64, u32));
+pub struct Worst((f64, u32));
 
 impl PartialEq for Worst {
     fn eq(&self, other: &Self) -> bool {
@@ -364,5 +384,52 @@ mod tests {
         parts.append(idx.top_k(Similarity::Cosine, 2, 1..4));
         assert_eq!(whole, parts);
         assert!(whole.avg_top1() > 0.0);
+    }
+
+    #[test]
+    fn selection_from_candidates_in_any_order_matches_the_kernel() {
+        // What a backend that only produces counts relies on: any candidate order, zero
+        // counts and the diagonal among them, gives the CPU kernel's rows.
+        let mut x = 7u64;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) % m) as u32
+        };
+        let n_items = 40;
+        let rows: Vec<Vec<u32>> = (0..300)
+            .map(|_| {
+                let mut r: Vec<u32> = (0..1 + next(6)).map(|_| next(n_items)).collect();
+                r.sort_unstable();
+                r.dedup();
+                r
+            })
+            .collect();
+        let b = csr(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let idx = CoocIndex::build(&b, n_items as usize);
+        for sim in [Similarity::Cosine, Similarity::Jaccard] {
+            for k in [1, 3, 10, 50] {
+                let want = idx.top_k(sim, k, 0..n_items as usize);
+                let mut heap = std::collections::BinaryHeap::new();
+                let lists = (0..n_items as usize)
+                    .map(|i| {
+                        let mut c = vec![0u32; n_items as usize];
+                        for r in rows.iter().filter(|r| r.contains(&(i as u32))) {
+                            for &j in r {
+                                c[j as usize] += 1;
+                            }
+                        }
+                        let mut cands: Vec<(u32, u32)> =
+                            c.iter().enumerate().map(|(j, &c)| (j as u32, c)).collect();
+                        for t in (1..cands.len()).rev() {
+                            cands.swap(t, next(t as u64 + 1) as usize);
+                        }
+                        select_top_k(sim, k, i, idx.degree(), &mut heap, cands.into_iter())
+                    })
+                    .collect();
+                assert_eq!(TopK::from_lists(lists), want, "{sim:?} k={k}");
+            }
+        }
     }
 }
