@@ -1,9 +1,18 @@
-//! The compute and communication backends a run asks for, and what this build can do.
+//! The compute and communication backends a run asks for, what this build can do, and the
+//! [`Engine`] that counts and ranks on the chosen one.
 //!
-//! This build computes on CPUs (rayon) and combines ranks over QUIC. `--backend cuda` and
-//! `--comm nccl` name the GPU path; a build without it refuses them with
-//! [`BackendUnavailable`] (exit code 2) before any work starts, and `--backend auto` picks
-//! the CPU.
+//! CPUs (rayon) and QUIC are always built. `--backend cuda` needs the `cuda` feature and
+//! `--comm nccl` the `nccl` feature; a build without them refuses these flags with
+//! [`BackendUnavailable`] (exit code 2) before any work starts. `--backend auto` picks CUDA
+//! when the build has it and a device is visible, else the CPU. Every backend produces the
+//! same artifact bytes: the GPU counts, the host scores and selects with the CPU kernel's
+//! code ([`crate::kernel::select_top_k`]).
+
+use std::ops::Range;
+
+use cooc_serve::artifact::Similarity;
+
+use crate::kernel::{CoocIndex, TopK};
 
 /// Where the co-occurrence counts are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,22 +39,103 @@ pub struct BackendUnavailable {
     pub instead: &'static str,
 }
 
-/// Checks a request against this build; the backend that will run.
+/// Whether this build has the CUDA backend (`--features cuda`).
+pub const HAS_CUDA: bool = cfg!(feature = "cuda");
+/// Whether this build has the NCCL communicator (`--features nccl`).
+pub const HAS_NCCL: bool = cfg!(feature = "nccl");
+
+/// The refusal of `--comm nccl` by a build without the `nccl` feature.
+pub const NCCL_UNAVAILABLE: BackendUnavailable = BackendUnavailable {
+    flag: "--comm nccl",
+    what: "NCCL",
+    instead: "--comm quic",
+};
+
+/// Checks a request against this build; the backend that will run (`Cpu` or `Cuda`).
+/// `Auto` asks the driver whether a device is visible.
 pub fn resolve(backend: Backend, comm: Comm) -> Result<Backend, BackendUnavailable> {
-    if comm == Comm::Nccl {
-        return Err(BackendUnavailable {
-            flag: "--comm nccl",
-            what: "NCCL",
-            instead: "--comm quic",
-        });
+    resolve_with(backend, comm, gpu_present)
+}
+
+/// [`resolve`] with the device probe given (tests).
+pub fn resolve_with(
+    backend: Backend,
+    comm: Comm,
+    gpu_present: impl FnOnce() -> bool,
+) -> Result<Backend, BackendUnavailable> {
+    if comm == Comm::Nccl && !HAS_NCCL {
+        return Err(NCCL_UNAVAILABLE);
     }
     match backend {
-        Backend::Auto | Backend::Cpu => Ok(Backend::Cpu),
+        Backend::Cpu => Ok(Backend::Cpu),
+        Backend::Cuda if HAS_CUDA => Ok(Backend::Cuda),
         Backend::Cuda => Err(BackendUnavailable {
             flag: "--backend cuda",
             what: "CUDA",
             instead: "--backend cpu (or auto)",
         }),
+        Backend::Auto if HAS_CUDA && gpu_present() => Ok(Backend::Cuda),
+        Backend::Auto => Ok(Backend::Cpu),
+    }
+}
+
+/// Whether a CUDA device is usable here (always false without the `cuda` feature).
+pub fn gpu_present() -> bool {
+    #[cfg(feature = "cuda")]
+    return crate::gpu::present();
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
+/// Counts and ranks item rows on one backend.
+pub enum Engine {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(crate::gpu::Device),
+}
+
+impl Engine {
+    /// Opens the backend `resolve` chose; `ordinal` picks the GPU (modulo the visible ones).
+    pub fn open(backend: Backend, ordinal: usize) -> anyhow::Result<Engine> {
+        match backend {
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => {
+                let dev = crate::gpu::Device::open(ordinal).map_err(|e| {
+                    if e.is_setup() {
+                        anyhow::Error::new(crate::error::ConfigError(format!(
+                            "--backend cuda: {e}"
+                        )))
+                    } else {
+                        anyhow::Error::new(e)
+                    }
+                })?;
+                tracing::info!(device = dev.name(), "counting on CUDA");
+                Ok(Engine::Cuda(dev))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Backend::Cuda => Err(resolve(Backend::Cuda, Comm::Quic)
+                .expect_err("a build without CUDA refuses it")
+                .into()),
+            Backend::Cpu | Backend::Auto => {
+                let _ = ordinal;
+                Ok(Engine::Cpu)
+            }
+        }
+    }
+
+    /// Top-`k` neighbours of the items in `rows`: the same bytes on every backend.
+    pub fn top_k(
+        &self,
+        index: &CoocIndex,
+        sim: Similarity,
+        k: usize,
+        rows: Range<usize>,
+    ) -> anyhow::Result<TopK> {
+        match self {
+            Engine::Cpu => Ok(index.top_k(sim, k, rows)),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(dev) => Ok(dev.top_k(index, sim, k, rows)?),
+        }
     }
 }
 
@@ -54,14 +144,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_build_runs_on_cpu_and_refuses_the_gpu_path_by_name() {
-        assert_eq!(resolve(Backend::Auto, Comm::Quic), Ok(Backend::Cpu));
-        assert_eq!(resolve(Backend::Cpu, Comm::Quic), Ok(Backend::Cpu));
-        let e = resolve(Backend::Cuda, Comm::Quic).unwrap_err();
-        assert!(e
-            .to_string()
-            .starts_with("--backend cuda: this cooc build has no CUDA"));
-        let e = resolve(Backend::Cpu, Comm::Nccl).unwrap_err();
-        assert!(e.to_string().contains("no NCCL support"));
+    fn requests_resolve_against_this_build() {
+        assert_eq!(
+            resolve_with(Backend::Cpu, Comm::Quic, || true),
+            Ok(Backend::Cpu)
+        );
+        assert_eq!(
+            resolve_with(Backend::Auto, Comm::Quic, || false),
+            Ok(Backend::Cpu)
+        );
+        let auto_with_gpu = resolve_with(Backend::Auto, Comm::Quic, || true);
+        let cuda = resolve_with(Backend::Cuda, Comm::Quic, || false);
+        let nccl = resolve_with(Backend::Cpu, Comm::Nccl, || false);
+        if HAS_CUDA {
+            assert_eq!(auto_with_gpu, Ok(Backend::Cuda));
+            assert_eq!(cuda, Ok(Backend::Cuda));
+        } else {
+            assert_eq!(auto_with_gpu, Ok(Backend::Cpu));
+            let e = cuda.unwrap_err();
+            assert!(e
+                .to_string()
+                .starts_with("--backend cuda: this cooc build has no CUDA"));
+        }
+        if HAS_NCCL {
+            assert_eq!(nccl, Ok(Backend::Cpu));
+        } else {
+            assert!(nccl.unwrap_err().to_string().contains("no NCCL support"));
+        }
+    }
+
+    #[test]
+    fn the_cpu_engine_is_the_kernel() {
+        let b = crate::csr::Csr {
+            offsets: vec![0, 2, 5, 6],
+            values: vec![0, 1, 0, 1, 2, 2],
+        };
+        let idx = CoocIndex::build(&b, 3);
+        let e = Engine::open(Backend::Cpu, 0).unwrap();
+        assert_eq!(
+            e.top_k(&idx, Similarity::Cosine, 2, 0..3).unwrap(),
+            idx.top_k(Similarity::Cosine, 2, 0..3)
+        );
     }
 }

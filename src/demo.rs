@@ -10,6 +10,7 @@ use anyhow::Context;
 use cooc_serve::artifact::Similarity;
 use cooc_serve::server::{self, Config};
 
+use crate::backend::{Backend, Comm};
 use crate::gen::{self, GenSpec};
 use crate::input::BasketBy;
 use crate::inspect;
@@ -61,6 +62,7 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<()> {
             promote: true,
         },
         threads: plan.threads,
+        backend: crate::backend::resolve(Backend::Auto, Comm::Quic)?,
     };
     eprintln!("==> training (cosine, top 10, hold-out: last order per customer)");
     let report = train::run(&tp).context("training the demo model")?;

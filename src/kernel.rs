@@ -167,6 +167,13 @@ impl CoocIndex {
         }
     }
 
+    /// The packed baskets, the item -> basket-position lists and the degrees, for a
+    /// backend that counts elsewhere (the GPU).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> (&[u32], &Csr, &[u32]) {
+        (&self.packed, &self.item_baskets, &self.degree)
+    }
+
     pub fn degree(&self) -> &[u32] {
         &self.degree
     }

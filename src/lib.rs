@@ -26,6 +26,8 @@ pub mod error;
 pub mod eval;
 pub mod gang;
 pub mod gen;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod input;
 pub mod inspect;
 pub mod k8s;

@@ -334,7 +334,11 @@ fn init_pool(threads: Option<usize>) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-fn train_plan(a: TrainArgs, threads: Option<usize>) -> anyhow::Result<TrainPlan> {
+fn train_plan(
+    a: TrainArgs,
+    threads: Option<usize>,
+    backend: cooc::backend::Backend,
+) -> anyhow::Result<TrainPlan> {
     let bad = |m: String| -> anyhow::Error { ConfigError(m).into() };
     if !(1..=MAX_TOP_K).contains(&a.k) {
         return Err(bad(format!("--k {} is outside 1..={MAX_TOP_K}", a.k)));
@@ -390,6 +394,7 @@ fn train_plan(a: TrainArgs, threads: Option<usize>) -> anyhow::Result<TrainPlan>
             },
         },
         threads,
+        backend,
     })
 }
 
@@ -558,6 +563,17 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(a.serve(cfg))
 }
 
+/// What a leaving rank tells the peers that are still waiting.
+fn close_reason<T>(rank: u32, out: &anyhow::Result<T>) -> String {
+    match out {
+        Ok(_) => "done".to_owned(),
+        Err(e) => format!("rank {rank} failed: {e:#}")
+            .chars()
+            .take(400)
+            .collect(),
+    }
+}
+
 /// Runs a command; the exit code on success (a local gang passes its ranks' code on).
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.cmd {
@@ -578,7 +594,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
         }
         Cmd::Train(mut a) => {
-            cooc::backend::resolve(a.backend, a.comm)?;
+            let backend = cooc::backend::resolve(a.backend, a.comm)?;
+            let comm_kind = a.comm;
             let g = std::mem::take(&mut a.gang);
             let opts = GangOptions {
                 rank: g.rank,
@@ -604,7 +621,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(code as u8);
             }
             let threads = a.threads;
-            let plan = train_plan(a, threads)?;
+            let plan = train_plan(a, threads, backend)?;
             let t = std::time::Instant::now();
             let launch = opts.launch(plan.fingerprint(), |k| std::env::var(k).ok())?;
             let r = match launch {
@@ -614,16 +631,26 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     let world = setup.hello.world;
                     let comm = QuicComm::join(setup)
                         .with_context(|| format!("rank {rank} of {world}: joining the gang"))?;
-                    let out = cooc::gang::train::run(&plan, &comm);
-                    // Peers that are still waiting learn why this rank left.
-                    let reason = match &out {
-                        Ok(_) => "done".to_owned(),
-                        Err(e) => format!("rank {rank} failed: {e:#}")
-                            .chars()
-                            .take(400)
-                            .collect(),
+                    let out = match comm_kind {
+                        cooc::backend::Comm::Quic => {
+                            let out = cooc::gang::train::run(&plan, &comm);
+                            comm.close(&close_reason(rank, &out));
+                            out
+                        }
+                        #[cfg(feature = "nccl")]
+                        cooc::backend::Comm::Nccl => {
+                            let comm = cooc::gang::nccl::NcclComm::join(comm)
+                                .with_context(|| format!("rank {rank} of {world}: joining NCCL"))?;
+                            let out = cooc::gang::train::run(&plan, &comm);
+                            comm.close(&close_reason(rank, &out));
+                            out
+                        }
+                        #[cfg(not(feature = "nccl"))]
+                        cooc::backend::Comm::Nccl => {
+                            comm.close("this build has no NCCL");
+                            return Err(cooc::backend::NCCL_UNAVAILABLE.into());
+                        }
                     };
-                    comm.close(&reason);
                     let out = out.with_context(|| format!("rank {rank} of {world}"))?;
                     eprintln!(
                         "rank {rank}/{world}: sent {} B, received {} B; {}",

@@ -10,6 +10,7 @@ use anyhow::Context;
 use cooc_serve::artifact::{self, Evaluation, Keys, ModelMeta, ModelParts, Provenance, Similarity};
 use cooc_serve::store::ModelStore;
 
+use crate::backend::Engine;
 use crate::csr::Csr;
 use crate::error::GateError;
 use crate::eval;
@@ -89,6 +90,8 @@ pub struct TrainPlan {
     pub output: Output,
     /// Threads of the compute pool (the caller builds the pool).
     pub threads: usize,
+    /// Where counts are computed, as resolved against this build (`Cpu` or `Cuda`).
+    pub backend: crate::backend::Backend,
 }
 
 /// What a run produced.
@@ -126,11 +129,12 @@ pub struct Trained {
 /// Counts, scores and evaluates: everything but I/O of the artifact.
 pub fn fit(
     data: Interactions,
+    engine: &Engine,
     sim: Similarity,
     k: usize,
     holdout: bool,
     timings: &mut Vec<(&'static str, f64)>,
-) -> Trained {
+) -> anyhow::Result<Trained> {
     let phase = Phase::start("count");
     let n_items = data.item_keys.len();
     let (baskets, test) = split_holdout(&data, holdout);
@@ -151,7 +155,7 @@ pub fn fit(
     );
 
     let phase = Phase::start("similarity/top-K");
-    let topk = index.top_k(sim, k, 0..n_items);
+    let topk = engine.top_k(&index, sim, k, 0..n_items)?;
     timings.push(("similarity/top-K", phase.finish()));
 
     let evaluation: Option<Evaluation> = test.map(|test| {
@@ -172,11 +176,11 @@ pub fn fit(
         avg_top1_score: topk.avg_top1(),
         evaluation,
     };
-    Trained {
+    Ok(Trained {
         keys: data.item_keys,
         topk,
         meta,
-    }
+    })
 }
 
 /// Training baskets and, with `holdout`, each basket's held-out last order.
@@ -245,6 +249,7 @@ pub fn encode(trained: &Trained, books: Option<&Books>, prov: &Provenance) -> Ve
 /// Runs a whole single-process training.
 pub fn run(plan: &TrainPlan) -> anyhow::Result<TrainReport> {
     let mut timings = Vec::new();
+    let engine = Engine::open(plan.backend, 0)?;
     let phase = Phase::start("read");
     let data = match &plan.source {
         Source::Orders { path, basket_by } => input::read_orders(
@@ -277,7 +282,14 @@ pub fn run(plan: &TrainPlan) -> anyhow::Result<TrainReport> {
         items = data.item_keys.len(),
         "input read"
     );
-    let trained = fit(data, plan.similarity, plan.k, plan.holdout, &mut timings);
+    let trained = fit(
+        data,
+        &engine,
+        plan.similarity,
+        plan.k,
+        plan.holdout,
+        &mut timings,
+    )?;
     publish(plan, trained, books.as_ref(), 1, timings)
 }
 

@@ -127,11 +127,13 @@ fn fit_is_identical_for_any_thread_count() {
         pool.install(|| {
             let t = cooc::train::fit(
                 interactions(&baskets, n),
+                &cooc::backend::Engine::Cpu,
                 Similarity::Cosine,
                 10,
                 true,
                 &mut Vec::new(),
-            );
+            )
+            .unwrap();
             (t.topk, t.meta)
         })
     };

@@ -31,13 +31,25 @@ pub enum CommError {
     },
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// A collective on the NCCL communicator failed (`--comm nccl`).
+    #[error("NCCL during {phase}: {detail}")]
+    Nccl {
+        phase: &'static str,
+        detail: String,
+        /// A lost peer or a transport failure, rather than a misuse or a bad setup.
+        retriable: bool,
+    },
 }
 
 impl CommError {
     /// Whether restarting the gang may help (a lost or late peer) rather than not (a peer
     /// of another job, bad configuration).
     pub fn retriable(&self) -> bool {
-        matches!(self, CommError::Missing { .. } | CommError::Lost { .. })
+        match self {
+            CommError::Missing { .. } | CommError::Lost { .. } => true,
+            CommError::Nccl { retriable, .. } => *retriable,
+            CommError::Link(_) => false,
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use super::comm::Traffic;
 use super::communicator::Communicator;
 use super::schedule::{balanced_blocks, basket_owner, hash_int_key};
 use super::wire::{self, Reader, Writer};
+use crate::backend::Engine;
 use crate::csr::Csr;
 use crate::error::{exit_code, InputError, PeerFailed};
 use crate::eval::{self, EvalPartial};
@@ -98,6 +99,7 @@ enum Fingerprint {
 pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankReport> {
     let mut timings = Vec::new();
     let (rank, world) = (comm.rank(), comm.world());
+    let engine = Engine::open(plan.backend, rank as usize)?;
 
     let phase = Phase::start("read");
     let (data, crcs, fingerprint) = read_share(plan, comm)?;
@@ -142,7 +144,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     timings.push(("count", phase.finish()));
 
     let phase = Phase::start("similarity/top-K");
-    let block = index.top_k(plan.similarity, plan.k, mine);
+    let block = engine.top_k(&index, plan.similarity, plan.k, mine)?;
     drop(index);
     timings.push(("similarity/top-K", phase.finish()));
 
