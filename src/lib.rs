@@ -13,7 +13,10 @@
 //! - [`gang`]: the multi-rank runtime's pure layers: JobSet identity and peer names,
 //!   collective schedules.
 //! - [`k8s`]: `cooc submit` / `cooc status`: render the JobSet, apply it, follow Kueue.
-//! - [`backend`]: `--backend` / `--comm`: what this build computes and combines with.
+//! - [`backend`]: `--backend` / `--comm`: what this build computes and combines with, and
+//!   the `Engine` that counts on the chosen backend.
+//! - `gpu` (feature `cuda`): tiled CUDA counting; `gang::nccl` (feature `nccl`): the NCCL
+//!   communicator.
 //! - [`error`]: typed errors and the documented exit codes.
 //!
 //! The artifact format and the model store live in [`cooc_serve`], which the thin server
