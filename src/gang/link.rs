@@ -239,6 +239,11 @@ fn transport_config() -> quinn::TransportConfig {
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("8 s is a valid idle timeout"),
     ));
+    // Ranks dial peers that may not listen yet; the lost Initial is resent after the probe
+    // timeout, ~3x the initial RTT estimate. quinn's default (333 ms) made a gang's start
+    // stall ~1 s whenever a dial came early; ranks share a cluster network, so assume 25 ms
+    // until the handshake measures the real RTT.
+    t.initial_rtt(std::time::Duration::from_millis(25));
     // Keep idle-but-healthy links (a rank busy counting) from timing out.
     t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
     // Collectives move tens of megabytes per message: windows far above the defaults keep
