@@ -237,6 +237,15 @@ impl Mesh {
         Ok(got)
     }
 
+    /// The link to every other rank, for watching them.
+    pub(crate) fn links(&self) -> Vec<(u32, quinn::Connection)> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter_map(|(q, c)| c.clone().map(|c| (q as u32, c)))
+            .collect()
+    }
+
     /// Payload bytes sent and received so far.
     pub fn traffic(&self) -> Traffic {
         Traffic {

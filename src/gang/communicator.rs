@@ -103,6 +103,28 @@ impl QuicComm {
         Ok(QuicComm { rt, mesh })
     }
 
+    /// Calls `on_loss(rank, detail)`, on the network thread, when the link to a peer ends
+    /// other than by that peer's orderly close after a successful run (reason `done`): a
+    /// crash (the keep-alive times out), a partition, or a peer that failed and said why.
+    /// For communicators whose collectives do not run over these links (NCCL), so that a
+    /// lost peer is still noticed.
+    pub fn watch_peers(&self, on_loss: impl Fn(u32, String) + Send + Sync + 'static) {
+        let on_loss = std::sync::Arc::new(on_loss);
+        for (q, conn) in self.mesh.links() {
+            let on_loss = on_loss.clone();
+            self.rt.spawn(async move {
+                match conn.closed().await {
+                    quinn::ConnectionError::ApplicationClosed(c) if &c.reason[..] == b"done" => {}
+                    quinn::ConnectionError::LocallyClosed => {}
+                    quinn::ConnectionError::ApplicationClosed(c) => {
+                        on_loss(q, String::from_utf8_lossy(&c.reason).into_owned())
+                    }
+                    e => on_loss(q, e.to_string()),
+                }
+            });
+        }
+    }
+
     /// Closes every link, telling peers why, and waits until they were told.
     pub fn close(self, reason: &str) {
         let QuicComm { rt, mesh } = self;
@@ -150,5 +172,65 @@ impl Communicator for QuicComm {
     }
     fn traffic(&self) -> Traffic {
         self.mesh.traffic()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gang::link::PROTOCOL_VERSION;
+
+    /// Three ranks on loopback, joined concurrently.
+    fn gang3() -> Vec<QuicComm> {
+        let socks: Vec<_> = (0..3)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs: Vec<std::net::SocketAddr> =
+            socks.iter().map(|s| s.local_addr().unwrap()).collect();
+        drop(socks);
+        let peers: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        let joins: Vec<_> = (0..3u32)
+            .map(|rank| {
+                let setup = QuicSetup {
+                    bind: addrs[rank as usize],
+                    peers: peers.clone(),
+                    secret: b"0123456789abcdef0123456789abcdef".to_vec(),
+                    hello: Hello {
+                        protocol: PROTOCOL_VERSION,
+                        job: "watch".into(),
+                        restart_attempt: 0,
+                        rank,
+                        world: 3,
+                        fingerprint: "fp".into(),
+                    },
+                    rendezvous_timeout: Duration::from_secs(30),
+                };
+                std::thread::spawn(move || QuicComm::join(setup).expect("joins"))
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_peer_that_fails_is_reported_and_one_that_finishes_is_not() {
+        let mut g = gang3().into_iter();
+        let (c0, c1, c2) = (g.next().unwrap(), g.next().unwrap(), g.next().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        c0.watch_peers(move |q, detail| {
+            let _ = tx.lock().unwrap().send((q, detail));
+        });
+        c1.close("done");
+        c2.close("rank 2 failed: orders.csv:7: bad row");
+        let (q, detail) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the failed peer is reported");
+        assert_eq!(q, 2);
+        assert!(detail.contains("orders.csv:7"), "{detail}");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(500)).is_err(),
+            "an orderly close is not a loss"
+        );
+        c0.close("done");
     }
 }

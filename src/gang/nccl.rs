@@ -10,9 +10,16 @@
 //!
 //! The NCCL communicator holds raw handles and is neither `Send` nor `Sync`: it lives and is
 //! used on the thread that created it, with the CUDA context bound there.
+//!
+//! A peer lost during an NCCL collective would leave this rank waiting inside NCCL. The
+//! QUIC links notice it (keep-alive timeout, or the peer's close saying it failed): while a
+//! collective is in flight the watcher ends the process with exit code 75 naming the rank
+//! and the phase, as the QUIC path does; between collectives the loss is kept and the next
+//! collective fails with it.
 
 use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DriverError};
 use cudarc::nccl::{Comm, Id, ReduceOp};
@@ -27,6 +34,27 @@ pub struct NcclComm {
     nccl: Comm,
     stream: Arc<CudaStream>,
     traffic: Cell<Traffic>,
+    watch: Arc<Watch>,
+}
+
+/// What the link watcher and the collectives share.
+#[derive(Default)]
+struct Watch {
+    /// The phase of the collective in flight, if any.
+    in_flight: Mutex<Option<&'static str>>,
+    /// A peer lost between collectives: `(rank, detail)`.
+    lost: Mutex<Option<(u32, String)>>,
+    /// Set once this rank is leaving: losses no longer matter.
+    leaving: AtomicBool,
+}
+
+/// Marks a collective in flight for the watcher; clears it when dropped.
+struct InFlight<'a>(&'a Watch);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        *self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 impl NcclComm {
@@ -85,17 +113,64 @@ impl NcclComm {
             device = ctx.ordinal(),
             "joined the NCCL communicator"
         );
+        let watch = Arc::new(Watch::default());
+        let w = watch.clone();
+        quic.watch_peers(move |q, detail| {
+            if w.leaving.load(SeqCst) {
+                return;
+            }
+            let phase = *w.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            match phase {
+                Some(phase) => {
+                    // This rank is blocked inside NCCL and cannot return: leave now.
+                    eprintln!(
+                        "cooc: error: rank {rank} of {world}: lost rank {q} during {phase} (NCCL): {detail}"
+                    );
+                    std::process::exit(crate::error::Exit::Retriable as i32);
+                }
+                None => {
+                    *w.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some((q, detail));
+                }
+            }
+        });
         Ok(NcclComm {
             quic,
             nccl,
             stream,
             traffic: Cell::new(Traffic::default()),
+            watch,
         })
+    }
+
+    /// Starts a collective: fails at once with a peer already lost, else marks it in flight.
+    fn begin(&self, phase: &'static str) -> Result<InFlight<'_>, CommError> {
+        let lost = self
+            .watch
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((rank, detail)) = lost {
+            return Err(CommError::Lost {
+                rank,
+                phase,
+                detail,
+            });
+        }
+        *self
+            .watch
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(phase);
+        Ok(InFlight(&self.watch))
     }
 
     /// Leaves NCCL, then closes the QUIC links telling peers why.
     pub fn close(self, reason: &str) {
-        let NcclComm { quic, nccl, .. } = self;
+        let NcclComm {
+            quic, nccl, watch, ..
+        } = self;
+        watch.leaving.store(true, SeqCst);
         drop(nccl);
         quic.close(reason);
     }
@@ -227,6 +302,7 @@ impl Communicator for NcclComm {
         self.quic.world()
     }
     fn all_gather(&self, phase: &'static str, mine: &[u8]) -> Result<Vec<Vec<u8>>, CommError> {
+        let _f = self.begin(phase)?;
         let w = self.world() as usize;
         let lens = self.all_gather_u64(phase, &[mine.len() as u64])?;
         let max = lens.iter().copied().max().unwrap_or(0) as usize;
@@ -259,6 +335,7 @@ impl Communicator for NcclComm {
         phase: &'static str,
         mut out: Vec<Vec<u8>>,
     ) -> Result<Vec<Vec<u8>>, CommError> {
+        let _f = self.begin(phase)?;
         let (w, me) = (self.world() as usize, self.rank() as usize);
         out.resize(w, Vec::new());
         let sizes: Vec<u64> = out.iter().map(|v| v.len() as u64).collect();
@@ -286,6 +363,7 @@ impl Communicator for NcclComm {
         if v.is_empty() {
             return Ok(());
         }
+        let _f = self.begin(phase)?;
         let mut d = self.upload(phase, v)?;
         self.nccl
             .all_reduce_in_place(&mut d, &ReduceOp::Sum)
@@ -300,6 +378,7 @@ impl Communicator for NcclComm {
         phase: &'static str,
         mine: Vec<u8>,
     ) -> Result<Option<Vec<Vec<u8>>>, CommError> {
+        let _f = self.begin(phase)?;
         let (w, me) = (self.world() as usize, self.rank() as usize);
         let lens = self.all_gather_u64(phase, &[mine.len() as u64])?;
         if me == 0 {
@@ -326,6 +405,7 @@ impl Communicator for NcclComm {
         root: u32,
         data: Vec<u8>,
     ) -> Result<Vec<u8>, CommError> {
+        let _f = self.begin(phase)?;
         let me = self.rank();
         let mut len = self.upload(phase, &[data.len() as u64])?;
         self.nccl
