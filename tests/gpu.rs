@@ -19,6 +19,20 @@ fn identity_bytes(path: &Path) -> Vec<u8> {
         .identity_bytes()
 }
 
+/// `cooc train --generate s FLAG VALUE` exits 2 naming the flag, before writing anything.
+fn assert_refused(flag: &str, value: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.cooc");
+    let out = cooc(&["train", "--generate", "s", flag, value, "--out", p(&model)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{flag} {value}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!model.exists(), "a refused run wrote a model");
+}
+
 /// `Some(reason)` when the CUDA parity cannot run here.
 fn cuda_skip() -> Option<String> {
     if !cooc::backend::HAS_CUDA {
@@ -35,17 +49,7 @@ fn cuda_artifacts_equal_the_cpu_artifacts_byte_for_byte() {
     if let Some(why) = cuda_skip() {
         eprintln!("skipped: CUDA parity: {why}");
         // What this machine can check: the request fails early, by name, with exit 2.
-        let out = cooc(&[
-            "train",
-            "--generate",
-            "s",
-            "--backend",
-            "cuda",
-            "--out",
-            "/nonexistent/m.cooc",
-        ]);
-        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(stderr(&out).contains("--backend cuda"), "{}", stderr(&out));
+        assert_refused("--backend", "cuda");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -129,17 +133,7 @@ fn a_gang_over_nccl_writes_the_single_process_artifact() {
     if let Some(why) = why {
         eprintln!("skipped: NCCL gang: {why}");
         if !cooc::backend::HAS_NCCL {
-            let out = cooc(&[
-                "train",
-                "--generate",
-                "s",
-                "--comm",
-                "nccl",
-                "--out",
-                "/nonexistent/m.cooc",
-            ]);
-            assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-            assert!(stderr(&out).contains("--comm nccl"), "{}", stderr(&out));
+            assert_refused("--comm", "nccl");
         }
         return;
     }
