@@ -1068,3 +1068,30 @@ fn the_gpu_overlay_asks_for_one_gpu_per_rank_on_the_gpu_flavor() {
     assert_eq!(gpu["spec"]["failurePolicy"], base["spec"]["failurePolicy"]);
     assert_eq!(gpu["metadata"], base["metadata"]);
 }
+
+#[test]
+fn cooc_submit_gpu_sends_what_the_gpu_overlay_makes() {
+    let mut want = gpu_overlay(&files());
+    let meta = want["metadata"].as_object_mut().unwrap();
+    meta.remove("name");
+    meta.insert("generateName".into(), json!("recommender-train-"));
+    let got: Value = serde_yaml_ng::from_str(&cooc(&["submit", "--dry-run", "--gpu"])).unwrap();
+    assert_eq!(
+        got, want,
+        "cooc submit --gpu and kubectl apply -k jobset/gpu/ differ"
+    );
+    // An explicit image wins over the overlay's.
+    let own: Value = serde_yaml_ng::from_str(&cooc(&[
+        "submit",
+        "--dry-run",
+        "--gpu",
+        "--image",
+        "registry.local/cooc-gpu:dev",
+    ]))
+    .unwrap();
+    assert_eq!(
+        own["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0]
+            ["image"],
+        "registry.local/cooc-gpu:dev"
+    );
+}

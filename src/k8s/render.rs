@@ -4,7 +4,9 @@
 //!
 //! The manifest in the repository is the single source: rendering the defaults gives it
 //! back (with `generateName` in place of `name`), which a test checks, so `kubectl apply -k
-//! jobset/` and `cooc submit` can never drift apart.
+//! jobset/` and `cooc submit` can never drift apart. `--gpu` applies the JSON patches of the
+//! `jobset/gpu/` overlay itself, so `kubectl apply -k jobset/gpu/` and `cooc submit --gpu`
+//! cannot drift apart either.
 
 use serde_json::{json, Value};
 
@@ -12,6 +14,9 @@ use crate::gang::jobset::{pod_hostname, MAX_LABEL};
 
 /// The manifest `cooc submit` starts from.
 pub const BASE_MANIFEST: &str = include_str!("../../jobset/recommender-train.yaml");
+
+/// The GPU overlay, whose patches `--gpu` applies.
+pub const GPU_OVERLAY: &str = include_str!("../../jobset/gpu/kustomization.yaml");
 
 /// Characters the apiserver appends to a `generateName` prefix.
 pub const GENERATED_SUFFIX_LEN: usize = 5;
@@ -61,6 +66,9 @@ pub struct RunSpec {
     pub priority_class: Option<String>,
     /// Arguments of `cooc train` after the input ones; `None` means [`DEFAULT_GATE_ARGS`].
     pub train_args: Option<Vec<String>>,
+    /// The GPU node pool: the `jobset/gpu/` overlay's patches (one GPU per rank, CUDA and
+    /// NCCL, the pool's toleration and affinity), with [`RunSpec::image`] kept.
+    pub gpu: bool,
 }
 
 impl Default for RunSpec {
@@ -78,6 +86,7 @@ impl Default for RunSpec {
             },
             priority_class: None,
             train_args: None,
+            gpu: false,
         }
     }
 }
@@ -218,8 +227,41 @@ impl RunSpec {
                     "persistentVolumeClaim": {"claimName": claim, "readOnly": true}
                 }));
         }
+        if self.gpu {
+            apply_gpu_overlay(&mut js)?;
+            js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"]
+                [0]["image"] = json!(self.image);
+        }
         Ok(js)
     }
+}
+
+/// The arguments of the rank container of a rendered JobSet (what the ranks will parse).
+pub fn container_args(jobset: &Value) -> Vec<String> {
+    jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0]
+        ["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Applies the `jobset/gpu/` overlay's JSON patches, as kustomize would.
+fn apply_gpu_overlay(js: &mut Value) -> Result<(), RenderError> {
+    let bad = |why: String| RenderError(format!("jobset/gpu/kustomization.yaml: {why}"));
+    let k: Value = serde_yaml_ng::from_str(GPU_OVERLAY).map_err(|e| bad(e.to_string()))?;
+    let patch = k["patches"]
+        .as_array()
+        .filter(|p| p.len() == 1)
+        .and_then(|p| p[0]["patch"].as_str())
+        .ok_or_else(|| bad("expected one patch of the JobSet".into()))?;
+    let ops: json_patch::Patch = serde_yaml_ng::from_str::<Value>(patch)
+        .map_err(|e| bad(e.to_string()))
+        .and_then(|v| serde_json::from_value(v).map_err(|e| bad(e.to_string())))?;
+    json_patch::patch(js, &ops).map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]
