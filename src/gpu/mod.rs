@@ -199,6 +199,7 @@ impl Device {
         // SAFETY: one block per row of the tile; `nnz` holds one slot per row.
         unsafe { l.launch(cfg(rows)) }?;
         let nnz = s.clone_dtoh(&nnz)?;
+        s.synchronize()?;
         let mut start = Vec::with_capacity(t + 1);
         start.push(0u64);
         for &n in &nnz {
@@ -222,6 +223,7 @@ impl Device {
         unsafe { l.launch(cfg(rows)) }?;
         let mut item = s.clone_dtoh(&item)?;
         let mut count = s.clone_dtoh(&count)?;
+        s.synchronize()?;
         item.truncate(total);
         count.truncate(total);
         Ok(Candidates { start, item, count })
