@@ -26,10 +26,10 @@ echo "## GPU: $gpu"
 echo
 echo "Date: $(date -u +%Y-%m-%dT%H:%MZ). Host: $(nproc) CPUs. Build: \`cargo build --release --features nccl\`."
 echo
-echo "### Parity: \`cargo test --release --features nccl --test gpu\`"
+echo "### Parity: \`cargo test --release --features nccl --test tests gpu::\`"
 echo
 echo '```'
-cargo test --release --features nccl --test gpu -- --nocapture 2>&1 | grep -E '^test |test result|skipped' || true
+cargo test --release --features nccl --test tests gpu:: -- --nocapture 2>&1 | grep -E '^test |test result|skipped' || true
 echo '```'
 
 for size in ${SIZES//,/ }; do

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use cooc::gang::comm::{rendezvous, Mesh};
 use cooc::gang::link::{Hello, Node, PROTOCOL_VERSION};
+use cooc::gang::mesh::{rendezvous, Mesh};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";

@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use cooc::artifact::{Model, Provenance, Similarity};
 use cooc::csr::Csr;
 use cooc::gen::{GenSpec, Size};
 use cooc::input::{read_orders, BasketBy, OrdersOptions};
 use cooc::kernel::CoocIndex;
+use cooc_model::{Model, ModelMeta, Provenance, Similarity};
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -72,32 +72,25 @@ fn main() {
     let topk = time(runs, "similarity + top-K (K=10)", || {
         index.top_k(Similarity::Cosine, 10, 0..n_items)
     });
-    let trained = cooc::train::Trained {
+    let nnz = topk.indices.len() as u64;
+    let trained = cooc::pipeline::Trained {
         keys: data.item_keys.clone(),
         topk,
-        meta: cooc::artifact::ModelMeta {
-            similarity: Similarity::Cosine,
+        meta: ModelMeta {
             top_k: 10,
             n_items: n_items as u64,
             n_baskets: data.n_baskets as u64,
             n_rows: data.n_rows,
             n_pairs: baskets.nnz() as u64,
-            nnz: 0,
+            nnz,
             dataset_fingerprint: data.fingerprint.clone(),
             avg_top1_score: 0.0,
-            evaluation: None,
+            ..ModelMeta::example()
         },
     };
-    let prov = Provenance {
-        created_at: String::new(),
-        tool_version: String::new(),
-        world_size: 1,
-        threads: 1,
-    };
-    let mut trained = trained;
-    trained.meta.nnz = trained.topk.indices.len() as u64;
+    let prov = Provenance::example();
     let bytes = time(runs, "encode artifact", || {
-        cooc::train::encode(&trained, None, &prov)
+        cooc::pipeline::publish::encode(&trained, None, &prov)
     });
     let path = tmp.path().join("bench.cooc");
     std::fs::write(&path, &bytes).expect("write");

@@ -10,23 +10,37 @@
 
 use std::ops::Range;
 
-use cooc_serve::artifact::Similarity;
+use cooc_model::Similarity;
 
 use crate::kernel::{CoocIndex, TopK};
 
-/// Where the co-occurrence counts are computed.
+/// Where the co-occurrence counts should be computed, as asked (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
+pub enum BackendRequest {
     /// CUDA when this build has it and a device is present, else CPU.
     Auto,
+    /// The CPU kernel (rayon).
     Cpu,
+    /// The CUDA kernel (feature `cuda`).
+    Cuda,
+}
+
+/// Where the co-occurrence counts are computed, resolved against this build and machine
+/// by [`resolve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The CPU kernel (rayon).
+    Cpu,
+    /// The CUDA kernel (feature `cuda`).
     Cuda,
 }
 
 /// How the ranks of a gang combine their partial results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Comm {
+    /// Authenticated QUIC links (always built).
     Quic,
+    /// NCCL between GPUs (feature `nccl`).
     Nccl,
 }
 
@@ -34,8 +48,11 @@ pub enum Comm {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{flag}: this cooc build has no {what} support; use {instead}")]
 pub struct BackendUnavailable {
+    /// The flag as given, e.g. `--backend cuda`.
     pub flag: &'static str,
+    /// What the build lacks.
     pub what: &'static str,
+    /// What to ask for instead.
     pub instead: &'static str,
 }
 
@@ -51,15 +68,22 @@ pub const NCCL_UNAVAILABLE: BackendUnavailable = BackendUnavailable {
     instead: "--comm quic",
 };
 
-/// Checks a request against this build; the backend that will run (`Cpu` or `Cuda`).
-/// `Auto` asks the driver whether a device is visible.
-pub fn resolve(backend: Backend, comm: Comm) -> Result<Backend, BackendUnavailable> {
+/// The refusal of `--backend cuda` by a build without the `cuda` feature.
+pub const CUDA_UNAVAILABLE: BackendUnavailable = BackendUnavailable {
+    flag: "--backend cuda",
+    what: "CUDA",
+    instead: "--backend cpu (or auto)",
+};
+
+/// Checks a request against this build; the backend that will run. `Auto` asks the driver
+/// whether a device is visible.
+pub fn resolve(backend: BackendRequest, comm: Comm) -> Result<Backend, BackendUnavailable> {
     resolve_with(backend, comm, gpu_present)
 }
 
 /// [`resolve`] with the device probe given (tests).
 pub fn resolve_with(
-    backend: Backend,
+    backend: BackendRequest,
     comm: Comm,
     gpu_present: impl FnOnce() -> bool,
 ) -> Result<Backend, BackendUnavailable> {
@@ -67,15 +91,11 @@ pub fn resolve_with(
         return Err(NCCL_UNAVAILABLE);
     }
     match backend {
-        Backend::Cpu => Ok(Backend::Cpu),
-        Backend::Cuda if HAS_CUDA => Ok(Backend::Cuda),
-        Backend::Cuda => Err(BackendUnavailable {
-            flag: "--backend cuda",
-            what: "CUDA",
-            instead: "--backend cpu (or auto)",
-        }),
-        Backend::Auto if HAS_CUDA && gpu_present() => Ok(Backend::Cuda),
-        Backend::Auto => Ok(Backend::Cpu),
+        BackendRequest::Cpu => Ok(Backend::Cpu),
+        BackendRequest::Cuda if HAS_CUDA => Ok(Backend::Cuda),
+        BackendRequest::Cuda => Err(CUDA_UNAVAILABLE),
+        BackendRequest::Auto if HAS_CUDA && gpu_present() => Ok(Backend::Cuda),
+        BackendRequest::Auto => Ok(Backend::Cpu),
     }
 }
 
@@ -89,13 +109,15 @@ pub fn gpu_present() -> bool {
 
 /// Counts and ranks item rows on one backend.
 pub enum Engine {
+    /// The CPU kernel.
     Cpu,
+    /// A CUDA device.
     #[cfg(feature = "cuda")]
     Cuda(crate::gpu::Device),
 }
 
 impl Engine {
-    /// Opens the backend `resolve` chose; `ordinal` picks the GPU (modulo the visible ones).
+    /// Opens the backend [`resolve`] chose; `ordinal` picks the GPU (modulo the visible ones).
     pub fn open(backend: Backend, ordinal: usize) -> anyhow::Result<Engine> {
         match backend {
             #[cfg(feature = "cuda")]
@@ -113,10 +135,8 @@ impl Engine {
                 Ok(Engine::Cuda(dev))
             }
             #[cfg(not(feature = "cuda"))]
-            Backend::Cuda => Err(resolve(Backend::Cuda, Comm::Quic)
-                .expect_err("a build without CUDA refuses it")
-                .into()),
-            Backend::Cpu | Backend::Auto => {
+            Backend::Cuda => Err(CUDA_UNAVAILABLE.into()),
+            Backend::Cpu => {
                 let _ = ordinal;
                 Ok(Engine::Cpu)
             }
@@ -146,16 +166,16 @@ mod tests {
     #[test]
     fn requests_resolve_against_this_build() {
         assert_eq!(
-            resolve_with(Backend::Cpu, Comm::Quic, || true),
+            resolve_with(BackendRequest::Cpu, Comm::Quic, || true),
             Ok(Backend::Cpu)
         );
         assert_eq!(
-            resolve_with(Backend::Auto, Comm::Quic, || false),
+            resolve_with(BackendRequest::Auto, Comm::Quic, || false),
             Ok(Backend::Cpu)
         );
-        let auto_with_gpu = resolve_with(Backend::Auto, Comm::Quic, || true);
-        let cuda = resolve_with(Backend::Cuda, Comm::Quic, || false);
-        let nccl = resolve_with(Backend::Cpu, Comm::Nccl, || false);
+        let auto_with_gpu = resolve_with(BackendRequest::Auto, Comm::Quic, || true);
+        let cuda = resolve_with(BackendRequest::Cuda, Comm::Quic, || false);
+        let nccl = resolve_with(BackendRequest::Cpu, Comm::Nccl, || false);
         if HAS_CUDA {
             assert_eq!(auto_with_gpu, Ok(Backend::Cuda));
             assert_eq!(cuda, Ok(Backend::Cuda));

@@ -44,23 +44,28 @@ fn advise_huge(start: usize, bytes: usize) {
 pub struct Csr {
     /// Row `r` is `values[offsets[r]..offsets[r + 1]]`.
     pub offsets: Vec<u64>,
+    /// Column ids, row by row.
     pub values: Vec<u32>,
 }
 
 impl Csr {
+    /// Rows.
     pub fn n_rows(&self) -> usize {
         self.offsets.len().saturating_sub(1)
     }
 
+    /// Stored entries.
     pub fn nnz(&self) -> usize {
         self.values.len()
     }
 
+    /// Row `r`'s column ids.
     #[inline]
     pub fn row(&self, r: usize) -> &[u32] {
         &self.values[self.offsets[r] as usize..self.offsets[r + 1] as usize]
     }
 
+    /// Entries in row `r`.
     #[inline]
     pub fn row_len(&self, r: usize) -> usize {
         (self.offsets[r + 1] - self.offsets[r]) as usize

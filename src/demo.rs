@@ -1,32 +1,42 @@
 //! `cooc demo`: the whole loop on an embedded default, for a first run.
 //!
 //! Generates the Bookstore data (size m unless told), trains with a hold-out evaluation and
-//! the reference guide's gate (avg_top1_cosine >= 0.05), registers the model, prints a few
-//! recommendations with titles, then serves the model on :8080 until SIGINT/SIGTERM.
+//! the reference guide's gate (avg_top1_cosine >= 0.05), registers the model and prints a
+//! few recommendations with titles. The binary then serves the model on :8080 until
+//! SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cooc_serve::artifact::Similarity;
-use cooc_serve::server::{self, Config};
+use cooc_model::Similarity;
 
-use crate::backend::{Backend, Comm};
+use crate::backend::{BackendRequest, Comm};
 use crate::gen::{self, GenSpec};
 use crate::input::BasketBy;
 use crate::inspect;
-use crate::train::{self, Gates, Output, Source, TrainPlan};
+use crate::pipeline;
+use crate::plan::{Gates, Output, Source, TrainPlan};
 
 /// What the demo does.
 #[derive(Debug, Clone)]
 pub struct DemoPlan {
+    /// The data to generate.
     pub spec: GenSpec,
+    /// Working directory: `data/` and the model store `model/`.
     pub dir: PathBuf,
-    /// None: stop after training.
-    pub listen: Option<String>,
+    /// Compute threads (the pool is built).
     pub threads: usize,
 }
 
-pub fn run(plan: &DemoPlan) -> anyhow::Result<()> {
+/// What the demo registered.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    /// The key of the book shown first, for an example request.
+    pub example: String,
+}
+
+/// Generates (or reuses) the data, trains, registers and prints recommendations.
+pub fn run(plan: &DemoPlan) -> anyhow::Result<DemoOutcome> {
     let data = plan.dir.join("data");
     let marker = data.join(".spec");
     let fingerprint = plan.spec.fingerprint();
@@ -62,12 +72,13 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<()> {
             promote: true,
         },
         threads: plan.threads,
-        backend: crate::backend::resolve(Backend::Auto, Comm::Quic)?,
+        backend: crate::backend::resolve(BackendRequest::Auto, Comm::Quic)?,
+        chunk_bytes: None,
     };
     eprintln!("==> training (cosine, top 10, hold-out: last order per customer)");
-    let report = train::run(&tp).context("training the demo model")?;
-    for (phase, secs) in &report.timings {
-        eprintln!("    {phase:<18} {secs:>7.3}s");
+    let report = pipeline::train(&tp).context("training the demo model")?;
+    for p in report.timings.iter() {
+        eprintln!("    {:<18} {:>7.3}s", p.name, p.seconds);
     }
     if let Some(e) = &report.meta.evaluation {
         eprintln!(
@@ -110,26 +121,9 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<()> {
             );
         }
     }
-    let Some(listen) = &plan.listen else {
-        return Ok(());
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let addr = listener.local_addr()?;
-        let example = order.first().map(|&i| model.key(i).to_string()).unwrap_or_default();
-        println!(
-            "\nServing on http://{addr} (Ctrl-C to stop). Try:\n  curl 'http://127.0.0.1:{}/recommend?book_id={example}&k=5'",
-            addr.port()
-        );
-        let cfg = Config {
-            model_dir,
-            model_name: "recommender".into(),
-            default_k: 5,
-            reload_interval: std::time::Duration::from_secs(2),
-        };
-        server::run(listener, cfg, server::shutdown_signal()).await
-    })
+    let example = order
+        .first()
+        .map(|&i| model.key(i).to_string())
+        .unwrap_or_default();
+    Ok(DemoOutcome { example })
 }

@@ -1,4 +1,7 @@
-//! Typed errors of the trainer and the exit codes they map to.
+//! The leaf error types of the trainer and the exit codes they stand for. Every layer may
+//! use them; they use nothing of the crate. Which error maps to which code is decided
+//! above: a training run's errors by [`crate::pipeline::agree::run_exit`], every command's
+//! by [`crate::cli::exit_code`].
 //!
 //! Exit codes are an API: the JobSet failurePolicy keys on them.
 //!
@@ -18,42 +21,48 @@ use std::path::PathBuf;
 /// Process exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
+    /// Success.
     Ok = 0,
+    /// An internal or unexpected failure.
     Failure = 1,
+    /// Bad input, bad configuration or a failed gate: retrying will not help.
     Bad = 2,
+    /// A lost or late peer: restarting the gang may help (EX_TEMPFAIL).
     Retriable = 75,
 }
 
 /// Bad training input: always names the file, and the line where there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// A bad row.
     #[error("{path}:{line}: {msg}")]
     Row {
+        /// The file.
         path: PathBuf,
+        /// 1-based line number.
         line: u64,
+        /// What is wrong with the row.
         msg: String,
     },
+    /// A bad file (no header, wrong kind of file).
     #[error("{path}: {msg}")]
-    File { path: PathBuf, msg: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// Already formatted as `file:line: reason` (by another rank, say).
     #[error("{0}")]
     Parsed(String),
-}
-
-/// Another rank of the gang failed and said why; this rank stops with the same class of
-/// exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("rank {rank} failed: {message}")]
-pub struct PeerFailed {
-    pub rank: u32,
-    pub message: String,
-    /// The exit code that rank reported (2 for bad input, 1 for an internal failure).
-    pub code: u8,
 }
 
 /// A configuration that cannot run.
@@ -67,87 +76,10 @@ pub struct ConfigError(pub String);
     "quality gate failed: {metric} = {value:.6} is below the required {min}; no model registered"
 )]
 pub struct GateError {
+    /// The metric's name, as in the gate's flag.
     pub metric: &'static str,
+    /// The model's value.
     pub value: f64,
+    /// The gate.
     pub min: f64,
-}
-
-/// Maps an error chain to its exit code.
-pub fn exit_code(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
-        if cause.is::<InputError>()
-            || cause.is::<ConfigError>()
-            || cause.is::<GateError>()
-            || cause.is::<crate::backend::BackendUnavailable>()
-        {
-            return Exit::Bad;
-        }
-        if let Some(p) = cause.downcast_ref::<PeerFailed>() {
-            return match p.code {
-                2 => Exit::Bad,
-                75 => Exit::Retriable,
-                _ => Exit::Failure,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<crate::gang::comm::CommError>() {
-            return if e.retriable() {
-                Exit::Retriable
-            } else {
-                Exit::Bad
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<crate::k8s::cluster::K8sError>() {
-            return e.exit();
-        }
-        if cause.is::<crate::k8s::render::RenderError>() {
-            return Exit::Bad;
-        }
-        if cause.is::<crate::gang::link::LinkError>()
-            || cause.is::<crate::gang::jobset::IdentityError>()
-        {
-            return Exit::Bad;
-        }
-    }
-    Exit::Failure
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gang::comm::CommError;
-    use anyhow::Context;
-
-    #[test]
-    fn exit_codes_follow_the_documented_table() {
-        let code = |e: anyhow::Error| exit_code(&e);
-        let lost = CommError::Lost {
-            rank: 2,
-            phase: "counting",
-            detail: "timed out".into(),
-        };
-        assert_eq!(
-            code(anyhow::Error::from(lost).context("training")),
-            Exit::Retriable
-        );
-        let late = CommError::Missing {
-            missing: vec![1],
-            secs: 120,
-        };
-        assert_eq!(code(late.into()), Exit::Retriable);
-        let other_job = CommError::Link(crate::gang::link::LinkError::Mismatch {
-            peer: "127.0.0.1:1".parse().unwrap(),
-            detail: "job".into(),
-        });
-        assert_eq!(code(other_job.into()), Exit::Bad);
-        let gate = GateError {
-            metric: "hit_rate",
-            value: 0.1,
-            min: 0.2,
-        };
-        assert_eq!(
-            code(Err::<(), _>(gate).context("gate").unwrap_err()),
-            Exit::Bad
-        );
-        assert_eq!(code(anyhow::anyhow!("disk full")), Exit::Failure);
-    }
 }

@@ -7,7 +7,7 @@
 //! depend neither on the number of threads nor on how customers are split among ranks:
 //! [`EvalPartial`]s of disjoint customer sets merge to the same bytes in any order.
 
-use cooc_serve::artifact::Evaluation;
+use cooc_model::Evaluation;
 use rayon::prelude::*;
 
 use crate::csr::Csr;
@@ -85,15 +85,18 @@ const FIXED_ONE: f64 = 18_446_744_073_709_551_616.0; // 2^64
 /// Evaluation sums over a set of customers; merge partials of disjoint sets, then finish.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EvalPartial {
+    /// Customers evaluated.
     pub users: u64,
     /// hit, recall, ndcg, then the baseline's, in 2^-64 fixed point.
     pub sums: [u128; 6],
     /// Items recommended to someone, by the model and by the baseline.
     pub seen: Vec<bool>,
+    /// Items the baseline recommended to anyone.
     pub seen_base: Vec<bool>,
 }
 
 impl EvalPartial {
+    /// Adds the sums of a disjoint set of customers.
     pub fn merge(&mut self, other: &EvalPartial) {
         self.users += other.users;
         for (a, b) in self.sums.iter_mut().zip(other.sums) {
@@ -107,6 +110,7 @@ impl EvalPartial {
         }
     }
 
+    /// The metrics at cut-off `k`.
     pub fn finish(&self, k: usize) -> Evaluation {
         let users = self.users;
         let per = |x: u128| {
@@ -277,7 +281,7 @@ mod tests {
             item: vec![vec![0, 1, 2, 0, 1]],
             time: vec![vec![1, 2, 2, 5, 5]],
             n_baskets: 2,
-            item_keys: cooc_serve::artifact::Keys::Int(vec![1, 2, 3]),
+            item_keys: cooc_model::Keys::Int(vec![1, 2, 3]),
             n_rows: 5,
             fingerprint: String::new(),
         };

@@ -33,14 +33,18 @@ pub enum Size {
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GenSpec {
+    /// Books in the catalogue.
     pub books: u64,
+    /// Customers (baskets).
     pub customers: u64,
     /// Order lines (rows of orders.csv).
     pub orders: u64,
+    /// The generator's seed.
     pub seed: u64,
 }
 
 impl GenSpec {
+    /// The preset of `size` with `seed`.
     pub fn preset(size: Size, seed: u64) -> GenSpec {
         let (books, customers, orders) = match size {
             Size::S => (200, 800, 5_000),
@@ -102,6 +106,7 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// The catalogue `spec` generates.
     pub fn new(spec: &GenSpec) -> Catalogue {
         let n = spec.books as usize;
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
@@ -453,8 +458,11 @@ fn author_name(a: u32) -> String {
 /// Files written by [`generate`].
 #[derive(Debug)]
 pub struct GenReport {
+    /// `books.csv`.
     pub books: PathBuf,
+    /// `orders.csv`.
     pub orders: PathBuf,
+    /// Order lines written.
     pub rows: u64,
 }
 

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cooc_serve::artifact::{Key, Model};
-use cooc_serve::store::{ModelStore, MODEL_FILE};
+use cooc_model::store::{ModelStore, MODEL_FILE};
+use cooc_model::{Key, Model};
 use serde_json::json;
 
 use crate::error::ConfigError;

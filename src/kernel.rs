@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::ops::Range;
 
-use cooc_serve::artifact::Similarity;
+use cooc_model::Similarity;
 use rayon::prelude::*;
 
 use crate::csr::Csr;
@@ -19,15 +19,19 @@ use crate::csr::Csr;
 pub struct TopK {
     /// Row `r` (item `rows.start + r`) is `indices[indptr[r]..indptr[r+1]]`.
     pub indptr: Vec<u64>,
+    /// Neighbour ids, row by row.
     pub indices: Vec<u32>,
+    /// Neighbour scores, aligned with `indices`.
     pub scores: Vec<f32>,
 }
 
 impl TopK {
+    /// Rows (items) held.
     pub fn n_rows(&self) -> usize {
         self.indptr.len().saturating_sub(1)
     }
 
+    /// Row `r`: neighbour ids and scores, best first.
     pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
         (&self.indices[a..b], &self.scores[a..b])
@@ -174,10 +178,12 @@ impl CoocIndex {
         (&self.packed, &self.item_baskets, &self.degree)
     }
 
+    /// Baskets per item (the diagonal).
     pub fn degree(&self) -> &[u32] {
         &self.degree
     }
 
+    /// Items in the catalogue.
     pub fn n_items(&self) -> usize {
         self.degree.len()
     }

@@ -1,28 +1,32 @@
 //! cooc: item co-occurrence recommenders ("customers who bought X also bought Y"), trained
 //! fast on one machine or as a gang of ranks, served by `cooc-serve`.
 //!
-//! Module map, from input to artifact:
-//! - [`gen`]: the seeded synthetic Bookstore dataset (`cooc gen`).
-//! - [`input`]: orders CSV / basket files -> (basket, item) pairs with dense, key-ordered ids.
-//! - [`csr`]: basket -> items rows and their transpose.
-//! - [`kernel`]: co-occurrence counting, cosine/Jaccard, deterministic top-K.
-//! - [`eval`]: hold-out of the last order, HitRate/Recall/NDCG/coverage vs. popularity.
-//! - [`train`]: the validated plan and the single-process pipeline, quality gates, publish.
-//! - [`inspect`]: summaries and CSV export of a model.
-//! - [`demo`]: generate, train, register and serve in one command.
-//! - [`gang`]: the multi-rank runtime's pure layers: JobSet identity and peer names,
-//!   collective schedules.
-//! - [`k8s`]: `cooc submit` / `cooc status`: render the JobSet, apply it, follow Kueue.
-//! - [`backend`]: `--backend` / `--comm`: what this build computes and combines with, and
-//!   the `Engine` that counts on the chosen backend.
-//! - `gpu` (feature `cuda`): tiled CUDA counting; `gang::nccl` (feature `nccl`): the NCCL
-//!   communicator.
-//! - [`error`]: typed errors and the documented exit codes.
+//! Layers, each importing only from the layers below it (checked by `tests/layers.rs`):
 //!
-//! The artifact format and the model store live in [`cooc_serve`], which the thin server
-//! shares without pulling in anything of the trainer.
+//! 1. Model ([`cooc_model`], its own crate): keys, metadata, the artifact, the store.
+//! 2. Leaf errors ([`error`]) and the core, which never sees tokio, quinn, cudarc or kube:
+//!    [`gen`] (the seeded Bookstore dataset), [`input`] (orders CSV and basket files into
+//!    (basket, item) pairs with dense, key-ordered ids), [`csr`] (basket rows and their
+//!    transpose), [`kernel`] (co-occurrence counting, similarity, deterministic top-K),
+//!    [`eval`] (hold-out of the last order, HitRate/Recall/NDCG/coverage against
+//!    popularity), [`progress`] (phase timings).
+//! 3. Compute backends: [`backend`] (what this build counts with, the `Engine`) and `gpu`
+//!    (feature `cuda`: tiled CUDA counting).
+//! 4. The gang transport, which moves bytes and knows no books: [`gang`] (collective
+//!    schedules, message framing, JobSet naming, authenticated QUIC links, the mesh, the
+//!    `Communicator` trait with `Solo`, QUIC and NCCL implementations).
+//! 5. The run: [`plan`] (a validated training run), [`pipeline`] (the one training
+//!    pipeline, read -> split -> count -> top-K -> evaluate -> gate -> publish, for one
+//!    process and every rank alike), [`launch`] (one process, local ranks, or a gang
+//!    member).
+//! 6. Tools and commands: [`inspect`] (summaries and CSV export), [`demo`], [`k8s`]
+//!    (`cooc submit` / `cooc status`), [`cli`] (arguments, commands, printing, exit codes).
+//!
+//! The binary (`src/main.rs`) parses and adds the commands that serve HTTP, the only part
+//! of the trainer that reaches `cooc-serve`.
 
 pub mod backend;
+pub mod cli;
 pub mod csr;
 pub mod demo;
 pub mod error;
@@ -35,7 +39,7 @@ pub mod input;
 pub mod inspect;
 pub mod k8s;
 pub mod kernel;
+pub mod launch;
+pub mod pipeline;
+pub mod plan;
 pub mod progress;
-pub mod train;
-
-pub use cooc_serve::{artifact, store};

@@ -1,4 +1,5 @@
-//! Phase timing and terminal progress: a spinner per phase on a terminal, a log line always.
+//! Phase timing and terminal progress: a spinner per phase on a terminal, a log line always,
+//! and the run's [`Timings`] table.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// Starts timing (and, on a terminal, showing) the phase `name`.
     pub fn start(name: &'static str) -> Phase {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new_spinner().with_message(name);
@@ -30,6 +32,7 @@ impl Phase {
         }
     }
 
+    /// Ends the phase; its duration in seconds.
     pub fn finish(self) -> f64 {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
@@ -55,4 +58,39 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     b
+}
+
+/// How long one phase of a run took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PhaseTime {
+    /// The phase, e.g. `count`.
+    pub name: &'static str,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The phases of a run in the order they ran.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timings(Vec<PhaseTime>);
+
+impl Timings {
+    /// Ends `phase` and records it.
+    pub fn finish(&mut self, phase: Phase) {
+        let name = phase.name;
+        let seconds = phase.finish();
+        self.0.push(PhaseTime { name, seconds });
+    }
+
+    /// Runs `f` as the phase `name`.
+    pub fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let phase = Phase::start(name);
+        let out = f();
+        self.finish(phase);
+        out
+    }
+
+    /// The recorded phases.
+    pub fn iter(&self) -> impl Iterator<Item = &PhaseTime> {
+        self.0.iter()
+    }
 }

@@ -1,11 +1,9 @@
 //! The `cooc` command as a user runs it: exactness on real data, errors and exit codes,
 //! gates that register nothing, the model store commands, export and the demo.
 
-mod common;
-
 use std::fs;
 
-use common::{cooc, ok, p, shared_dataset, stderr};
+use crate::common::{cooc, ok, p, shared_dataset, stderr};
 
 /// Compares `cooc export` output with an expected CSV: same rows, same order, scores
 /// within 1e-6.

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ok, p};
-use cooc_serve::artifact::Model;
+use cooc_model::Model;
 
 const JOBSET: &str = "recommender-train";
 const RJOB: &str = "rank";

@@ -2,97 +2,14 @@
 //! byte-identical artifacts for any world size and thread count, and the documented exit
 //! codes when a rank is lost, never arrives, has bad input, or a stranger knocks.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{cooc, ok, p, stderr};
-use cooc_serve::artifact::Model;
+use cooc_model::Model;
 
-/// The model's identity (every section but provenance).
-fn identity(path: &Path) -> u32 {
-    Model::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .identity_digest()
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let socks: Vec<_> = (0..n)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    socks
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect()
-}
-
-/// `127.0.0.1:<free port>` for each of `n` ranks.
-fn loopback_peers(n: usize) -> Vec<String> {
-    free_ports(n)
-        .iter()
-        .map(|p| format!("127.0.0.1:{p}"))
-        .collect()
-}
-
-fn secret(dir: &Path, name: &str) -> PathBuf {
-    let f = dir.join(name);
-    std::fs::write(&f, ok(&["secret"])).unwrap();
-    f
-}
-
-/// Starts one static rank of `world` with stderr piped.
-fn spawn_rank(
-    args: &[&str],
-    rank: u32,
-    peers: &[String],
-    secret: &Path,
-    env: &[(&str, &str)],
-) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cooc"))
-        .args(args)
-        .args(["--rank", &rank.to_string()])
-        .args(["--world-size", &peers.len().to_string()])
-        .args(["--peers", &peers.join(",")])
-        .args(["--secret-file", p(secret)])
-        .args(["--run-id", "gang-test"])
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting a rank")
-}
-
-/// Waits for a child at most `limit`; its exit code (None if it did not end in time:
-/// it is killed) and its stderr.
-fn finish(mut c: Child, limit: Duration) -> (Option<i32>, String) {
-    let start = Instant::now();
-    let code = loop {
-        if let Some(s) = c.try_wait().unwrap() {
-            break s.code();
-        }
-        if start.elapsed() > limit {
-            c.kill().ok();
-            c.wait().ok();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = c.stderr.take() {
-        std::io::Read::read_to_string(&mut e, &mut err).ok();
-    }
-    (code, err)
-}
-
-fn gen(dir: &Path, size: &str) -> PathBuf {
-    let d = dir.join(format!("data-{size}"));
-    ok(&["gen", "--size", size, "--seed", "7", "--out", p(&d)]);
-    d
-}
+use crate::common::gang::{finish, free_ports, gen, identity, loopback_peers, secret, spawn_rank};
+use crate::common::{cooc, ok, p, stderr};
 
 #[test]
 fn artifacts_are_identical_for_any_world_size_and_thread_count() {

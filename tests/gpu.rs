@@ -6,18 +6,8 @@
 //! two). Elsewhere each test says why it skipped and checks what this build can check: that
 //! the flags are refused with exit code 2 and a message naming them.
 
-mod common;
-
-use std::path::Path;
-
-use common::{cooc, ok, p, stderr};
-use cooc_serve::artifact::Model;
-
-fn identity_bytes(path: &Path) -> Vec<u8> {
-    Model::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .identity_bytes()
-}
+use crate::common::gang::identity_bytes;
+use crate::common::{cooc, ok, p, stderr};
 
 /// `cooc train --generate s FLAG VALUE` exits 2 naming the flag, before writing anything.
 fn assert_refused(flag: &str, value: &str) {
@@ -81,7 +71,7 @@ fn cuda_artifacts_equal_the_cpu_artifacts_byte_for_byte() {
             .map(String::from)
             .to_vec(),
     ));
-    if let Some(baskets) = common::shared_dataset("groceries/groceries.csv") {
+    if let Some(baskets) = crate::common::shared_dataset("groceries/groceries.csv") {
         cases.push((
             "groceries (string keys)".into(),
             vec![

@@ -1,10 +1,13 @@
-//! Property tests: the kernel against a naive dense implementation, and thread-count
-//! invariance of the whole `fit` (the payload must not depend on how work is split).
+//! Property tests: the kernel against a naive dense implementation, and thread-count and
+//! chunking invariance of the whole pipeline (the payload must not depend on how work is
+//! split).
 
-use cooc::artifact::{Keys, Similarity};
+use cooc::backend::Backend;
 use cooc::csr::Csr;
-use cooc::input::Interactions;
+use cooc::input::BasketBy;
 use cooc::kernel::CoocIndex;
+use cooc::plan::{Gates, Output, Source, TrainPlan};
+use cooc_model::{Model, Similarity};
 use proptest::prelude::*;
 
 /// Dense C = XᵀX over distinct (basket, item) pairs, scores in f64 exactly as documented,
@@ -83,21 +86,16 @@ proptest! {
     }
 }
 
-fn interactions(baskets: &[Vec<u32>], n: usize) -> Interactions {
-    let (rows, vals) = flatten(baskets);
-    let times: Vec<i64> = baskets
-        .iter()
-        .flat_map(|items| (0..items.len() as i64).map(|t| t / 2))
-        .collect();
-    Interactions {
-        n_rows: rows.len() as u64,
-        basket: vec![rows],
-        item: vec![vals],
-        time: vec![times],
-        n_baskets: baskets.len(),
-        item_keys: Keys::Int((0..n as i64).collect()),
-        fingerprint: "test".into(),
+/// The baskets as a Bookstore orders CSV: customer = basket, created_at in two orders per
+/// basket (so the hold-out has a last order to take).
+fn orders_csv(baskets: &[Vec<u32>]) -> String {
+    let mut out = String::from("customer_id,book_id,created_at\n");
+    for (b, items) in baskets.iter().enumerate() {
+        for (t, i) in items.iter().enumerate() {
+            out += &format!("{b},{i},2026-01-01 00:00:{:02}\n", t / 2);
+        }
     }
+    out
 }
 
 #[test]
@@ -119,27 +117,41 @@ fn fit_is_identical_for_any_thread_count() {
                 .collect()
         })
         .collect();
-    let run = |threads: usize| {
+    let dir = tempfile::tempdir().unwrap();
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(&orders, orders_csv(&baskets)).unwrap();
+    let run = |threads: usize, chunk_bytes: Option<u64>| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| {
-            let t = cooc::train::fit(
-                interactions(&baskets, n),
-                &cooc::backend::Engine::Cpu,
-                Similarity::Cosine,
-                10,
-                true,
-                &mut Vec::new(),
-            )
-            .unwrap();
-            (t.topk, t.meta)
-        })
+        let out = dir.path().join(format!("t{threads}-{chunk_bytes:?}.cooc"));
+        let plan = TrainPlan {
+            source: Source::Orders {
+                path: orders.clone(),
+                basket_by: BasketBy::Customer,
+            },
+            books: None,
+            similarity: Similarity::Cosine,
+            k: 10,
+            holdout: true,
+            gates: Gates::default(),
+            output: Output::File(out.clone()),
+            threads,
+            backend: Backend::Cpu,
+            chunk_bytes,
+        };
+        pool.install(|| cooc::pipeline::train(&plan)).unwrap();
+        let m = Model::open(&out).unwrap();
+        (m.identity_bytes(), m.meta().clone())
     };
-    let one = run(1);
+    let one = run(1, None);
     assert!(one.1.evaluation.as_ref().unwrap().users > 0);
-    for threads in [2, 3, 7] {
-        assert_eq!(run(threads), one, "{threads} threads differ from 1");
+    for (threads, chunk) in [(2, None), (3, Some(512)), (7, Some(97))] {
+        assert_eq!(
+            run(threads, chunk),
+            one,
+            "{threads} threads, chunks {chunk:?}: differ from 1 thread"
+        );
     }
 }

@@ -4,8 +4,6 @@
 //! through a run's life. The binary under test reaches it through an ordinary kubeconfig;
 //! every request it makes is recorded, checked, and held against the nightly Role.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -275,7 +273,7 @@ fn life(end: Value) -> Vec<(Value, bool, Option<Value>)> {
 }
 
 fn stderr(o: &Output) -> String {
-    common::stderr(o)
+    crate::common::stderr(o)
 }
 
 #[test]

@@ -22,26 +22,35 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::artifact::{ModelMeta, Provenance};
+use cooc_model::{ModelMeta, Provenance};
 
+/// Labels of a request counter: route and status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The route.
     pub route: &'static str,
+    /// The HTTP status.
     pub status: u16,
 }
 
+/// Labels of a latency histogram: the route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
+    /// The route.
     pub route: &'static str,
 }
 
+/// Labels of the model-info gauge: the live version.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
+    /// The live model version.
     pub version: String,
 }
 
+/// Labels of the model-quality gauge: the metric's name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MetricLabels {
+    /// e.g. `hit_rate`.
     pub metric: &'static str,
 }
 
@@ -50,12 +59,19 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 /// Routes, as labelled in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
+    /// `/recommend`.
     Recommend,
+    /// `:predict`.
     Predict,
+    /// The model metadata route.
     ModelInfo,
+    /// `/healthz`.
     Healthz,
+    /// `/ready`.
     Ready,
+    /// `/metrics`.
     Metrics,
+    /// Anything else (404s).
     Other,
 }
 
@@ -219,20 +235,33 @@ impl Collector for HttpCollector {
 
 /// Every metric the server exports.
 pub struct Metrics {
+    /// The registry `/metrics` encodes.
     pub registry: Registry,
+    /// Request counts and latencies.
     pub http: Arc<HttpStats>,
+    /// 1 for the live version.
     pub model_info: Family<VersionLabels, Gauge>,
+    /// Items in the live model.
     pub model_items: Gauge,
+    /// The live model's hold-out metrics.
     pub model_quality: Family<MetricLabels, F64Gauge>,
+    /// How long the last load took.
     pub load_seconds: F64Gauge,
+    /// When the live model was loaded (Unix seconds).
     pub loaded_at: F64Gauge,
+    /// Models loaded since start.
     pub reloads: Counter,
+    /// Models refused since start.
     pub reload_failures: Counter,
     /// How the live model was trained: when, by how many ranks, on how much data.
     pub trained_at: F64Gauge,
+    /// Ranks that trained the live model.
     pub training_world_size: Gauge,
+    /// Order lines the live model was trained on.
     pub trained_rows: Gauge,
+    /// Baskets the live model was trained on.
     pub trained_baskets: Gauge,
+    /// Neighbour entries stored in the live model.
     pub model_neighbours: Gauge,
 }
 

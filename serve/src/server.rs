@@ -23,9 +23,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::artifact::{Key, Model};
 use crate::metrics::{Metrics, Route};
-use crate::store::ModelStore;
+use cooc_model::{Key, Model, ModelStore};
 
 /// Largest `k` a request may ask for (the reference contract's bound).
 pub const MAX_K: u32 = 100;
@@ -81,6 +80,7 @@ impl ServeArgs {
 /// Validated server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The model store to serve from.
     pub model_dir: std::path::PathBuf,
     /// Served under `/v1/models/<name>`.
     pub model_name: String,
@@ -92,7 +92,9 @@ pub struct Config {
 
 /// A model that is live, with the version it was loaded as.
 pub struct Live {
+    /// The version's name.
     pub version: String,
+    /// The loaded model.
     pub model: Model,
     version_header: HeaderValue,
     /// Rendered `/recommend` bodies for `DEFAULT_K`, filled on first request per book. The
@@ -107,6 +109,7 @@ pub struct AppState {
     cfg: Config,
     store: ModelStore,
     live: ArcSwapOption<Live>,
+    /// What `/metrics` exports.
     pub metrics: Metrics,
     /// The last version that failed to load, so a bad CURRENT is reported once, not every tick.
     failed: Mutex<Option<String>>,
@@ -115,13 +118,18 @@ pub struct AppState {
 /// What one reload check did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reload {
+    /// CURRENT still names the live version.
     Unchanged,
+    /// The store has no CURRENT yet.
     NoCurrent,
+    /// This version was loaded and is live.
     Loaded(String),
+    /// This version was refused (the message says why); the live one stays.
     Refused(String),
 }
 
 impl AppState {
+    /// The server's state for `cfg`, leaked: it lives as long as the process.
     pub fn new(cfg: Config) -> &'static AppState {
         Box::leak(Box::new(AppState {
             store: ModelStore::new(&cfg.model_dir),

@@ -7,30 +7,20 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cooc_serve::artifact::{encode, Keys, ModelMeta, ModelParts, Provenance, Similarity};
-use cooc_serve::store::ModelStore;
+use cooc_model::artifact::encode;
+use cooc_model::{Keys, ModelMeta, ModelParts, ModelStore, Provenance, Similarity};
 use serde_json::{json, Value};
 
 /// Three books; book 10's neighbours are 20 then 30.
 fn model_bytes(top_k: u32, first_score: f32) -> Vec<u8> {
     let meta = ModelMeta {
-        similarity: Similarity::Cosine,
         top_k,
-        n_items: 3,
         n_baskets: 5,
-        n_rows: 9,
         n_pairs: 9,
         nnz: 5,
-        dataset_fingerprint: "test".into(),
-        avg_top1_score: 0.5,
-        evaluation: None,
+        ..ModelMeta::example()
     };
-    let prov = Provenance {
-        created_at: "2026-01-01T00:00:00Z".into(),
-        tool_version: "test".into(),
-        world_size: 1,
-        threads: 1,
-    };
+    let prov = Provenance::example();
     let titles = vec![Some("Ten".to_string()), Some("Twenty".into()), None];
     let authors = vec![Some("A".to_string()), None, Some("C".into())];
     encode(&ModelParts {
@@ -309,16 +299,10 @@ fn string_keyed_models_take_string_ids() {
         n_rows: 2,
         n_pairs: 2,
         nnz: 2,
-        dataset_fingerprint: "t".into(),
         avg_top1_score: 1.0,
-        evaluation: None,
+        ..ModelMeta::example()
     };
-    let prov = Provenance {
-        created_at: "2026-01-01T00:00:00Z".into(),
-        tool_version: "t".into(),
-        world_size: 1,
-        threads: 1,
-    };
+    let prov = Provenance::example();
     let bytes = encode(&ModelParts {
         meta: &meta,
         provenance: &prov,

@@ -41,8 +41,11 @@ pub const MAX_LABEL: usize = 63;
 /// This pod's place in the gang.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSetIdentity {
+    /// The JobSet's name.
     pub jobset: String,
+    /// The JobSet's UID: the job every rank must share.
     pub uid: String,
+    /// The replicated job this pod belongs to.
     pub replicated_job: String,
     /// Headless Service name; defaults to the JobSet name.
     pub subdomain: String,
@@ -50,8 +53,11 @@ pub struct JobSetIdentity {
     pub pods_per_job: u32,
     /// Jobs in the JobSet (`global-replicas`).
     pub jobs: u32,
+    /// Ranks in the gang.
     pub world: u32,
+    /// This pod's rank.
     pub rank: u32,
+    /// How often the JobSet restarted the gang.
     pub restart_attempt: u32,
 }
 

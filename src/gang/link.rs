@@ -38,35 +38,68 @@ const MAX_HELLO: u32 = 64 * 1024;
 /// What a rank says about itself when it connects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
+    /// The rank protocol's version.
     pub protocol: u32,
     /// JobSet UID, or a run id outside Kubernetes.
     pub job: String,
+    /// The gang's restart attempt.
     pub restart_attempt: u32,
+    /// The sender's rank.
     pub rank: u32,
+    /// Ranks in the gang.
     pub world: u32,
     /// Fingerprint of the training parameters and input.
     pub fingerprint: String,
 }
 
+/// Why a link could not be formed.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
+    /// The shared secret is shorter than `MIN_SECRET_BYTES`.
     #[error("the shared secret must be at least {MIN_SECRET_BYTES} bytes, got {0}")]
     WeakSecret(usize),
+    /// The endpoint could not bind its address.
     #[error("QUIC endpoint on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The TLS configuration could not be built.
     #[error("TLS setup: {0}")]
     Tls(String),
+    /// A peer could not be reached.
     #[error("connecting to {peer}: {detail}")]
-    Connect { peer: SocketAddr, detail: String },
+    Connect {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A peer failed authentication.
     #[error("peer {peer} failed authentication (wrong or missing shared secret); refused before any data")]
-    Auth { peer: SocketAddr },
+    Auth {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
+    /// A peer of another job, run or plan.
     #[error("peer {peer} is not part of this gang: {detail}")]
-    Mismatch { peer: SocketAddr, detail: String },
+    Mismatch {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A peer broke the handshake protocol.
     #[error("peer {peer}: {detail}")]
-    Protocol { peer: SocketAddr, detail: String },
+    Protocol {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The endpoint was closed.
     #[error("the endpoint is closed")]
     Closed,
 }
@@ -74,6 +107,7 @@ pub enum LinkError {
 /// An established, authenticated link.
 #[derive(Debug)]
 pub struct Link {
+    /// The authenticated QUIC connection.
     pub conn: quinn::Connection,
     /// What the peer said about itself (already checked against this rank).
     pub peer: Hello,
@@ -128,6 +162,7 @@ impl Node {
         })
     }
 
+    /// The address the endpoint is bound to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DriverError};
 use cudarc::nccl::{Comm, Id, ReduceOp};
 
-use super::comm::{CommError, Traffic};
-use super::communicator::{Communicator, QuicComm};
+use super::communicator::{CommError, Communicator, Traffic};
+use super::quic::QuicComm;
 use crate::error::ConfigError;
 
 /// A gang member whose collectives run on NCCL.

@@ -1,8 +1,9 @@
 //! Pure schedules of the gang's collectives: who owns what, and who sends which block to
 //! whom at each step. No networking here; the transport only moves the bytes these name.
 //!
-//! - Baskets are owned by a stable hash of the customer key modulo the world size, so a
-//!   basket is never split between ranks.
+//! - Generated customers are dealt to ranks by a stable hash of the customer key
+//!   ([`basket_owner`]), so each rank generates only its own. (Baskets read from a file
+//!   belong to the lowest rank that read rows of them: see `pipeline::share`.)
 //! - Items are split into contiguous blocks balanced by non-zeros (not by item count: a few
 //!   popular books carry most of the entries).
 //! - Reduce-scatter and all-gather use shifted exchanges: at step `s` (1..W) rank `r` sends
@@ -30,7 +31,8 @@ pub fn hash_str_key(k: &[u8]) -> u64 {
     hash_int_key(crc32fast::hash(k) as i64 ^ ((k.len() as i64) << 32))
 }
 
-/// The rank that owns a basket with this key hash (multiply-shift: uniform, no modulo bias).
+/// The rank that generates the customer with this key hash (multiply-shift: uniform, no
+/// modulo bias).
 pub fn basket_owner(hash: u64, world: u32) -> Rank {
     ((hash as u128 * world as u128) >> 64) as Rank
 }
@@ -68,7 +70,9 @@ pub fn balanced_blocks(weights: &[u64], world: u32) -> Vec<Range<usize>> {
 /// One step of a shifted exchange for one rank.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exchange {
+    /// The rank to send to in this step.
     pub send_to: Rank,
+    /// The rank to receive from in this step.
     pub recv_from: Rank,
 }
 

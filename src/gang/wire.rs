@@ -11,8 +11,11 @@ use serde::{de::DeserializeOwned, Serialize};
 #[derive(Debug, thiserror::Error)]
 #[error("rank {rank} sent a malformed message during {phase}: {detail}")]
 pub struct WireError {
+    /// The rank that sent it.
     pub rank: u32,
+    /// The collective it belonged to.
     pub phase: &'static str,
+    /// What is wrong with it.
     pub detail: String,
 }
 
@@ -21,6 +24,7 @@ pub struct WireError {
 pub struct Writer(Vec<u8>);
 
 impl Writer {
+    /// An empty message.
     pub fn new() -> Writer {
         Writer::default()
     }
@@ -38,6 +42,7 @@ impl Writer {
         self.slice(&bytes)
     }
 
+    /// The message's bytes.
     pub fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.0)
     }
@@ -51,6 +56,7 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Reads `buf`, a message from `rank` during `phase` (named in errors).
     pub fn new(buf: &'a [u8], rank: u32, phase: &'static str) -> Reader<'a> {
         Reader { buf, rank, phase }
     }
@@ -93,6 +99,19 @@ impl<'a> Reader<'a> {
 /// bincode with the standard configuration.
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("in-memory encoding")
+}
+
+/// [`decode`] of a whole message from `rank` during `phase`.
+pub fn decode_from<T: DeserializeOwned>(
+    bytes: &[u8],
+    rank: u32,
+    phase: &'static str,
+) -> Result<T, WireError> {
+    decode(bytes).map_err(|detail| WireError {
+        rank,
+        phase,
+        detail,
+    })
 }
 
 /// The inverse of [`encode`]; the error says what failed.

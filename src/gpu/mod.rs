@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cooc_serve::artifact::Similarity;
+use cooc_model::Similarity;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use rayon::prelude::*;
@@ -32,18 +32,28 @@ const BLOCK: u32 = 256;
 /// Why the CUDA backend cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
+    /// libcuda could not be loaded.
     #[error(
         "no CUDA driver: libcuda could not be loaded (is this a GPU node with the NVIDIA runtime?)"
     )]
     NoDriver,
+    /// The driver sees no device.
     #[error("no CUDA device is visible (CUDA_VISIBLE_DEVICES, the pod's nvidia.com/gpu limit)")]
     NoDevice,
+    /// libnvrtc could not be loaded.
     #[error("no NVRTC: libnvrtc could not be loaded (the image needs the CUDA runtime libraries)")]
     NoNvrtc,
+    /// A driver call failed.
     #[error("CUDA: {0}")]
     Driver(#[from] cudarc::driver::DriverError),
+    /// NVRTC refused the kernels.
     #[error("compiling the kernels for {arch}: {detail}")]
-    Compile { arch: String, detail: String },
+    Compile {
+        /// The target architecture, e.g. `sm_90`.
+        arch: String,
+        /// NVRTC's log.
+        detail: String,
+    },
 }
 
 impl GpuError {

@@ -42,34 +42,61 @@ pub enum K8sError {
     /// The apiserver answered 4xx: forbidden, invalid, already exists (exit 2).
     #[error("the apiserver refused to {what}: {message} ({code} {reason})")]
     Refused {
+        /// What cooc asked for.
         what: String,
+        /// The HTTP status.
         code: u16,
+        /// The reason given.
         reason: String,
+        /// The message given.
         message: String,
     },
     /// No such JobSet (exit 2).
     #[error("JobSet {namespace}/{name} not found")]
-    NotFound { namespace: String, name: String },
+    NotFound {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+    },
     /// Connection failures, timeouts, 5xx and 429 (exit 75: try again).
     #[error("could not {what}: {detail}")]
-    Unreachable { what: String, detail: String },
+    Unreachable {
+        /// What cooc asked for.
+        what: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// The run ended and failed (exit 1).
     #[error("JobSet {namespace}/{name} failed ({reason}): {message}")]
     RunFailed {
+        /// The namespace.
         namespace: String,
+        /// The name.
         name: String,
+        /// The reason given.
         reason: String,
+        /// The message given.
         message: String,
     },
     /// The JobSet disappeared while being followed (exit 1).
     #[error("JobSet {namespace}/{name} was deleted while cooc followed it")]
-    Deleted { namespace: String, name: String },
+    Deleted {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+    },
     /// `--timeout` passed before the run ended; it goes on in the cluster (exit 75).
     #[error("JobSet {namespace}/{name} is still {phase} after {after} (--timeout); it keeps going in the cluster: cooc status {name}")]
     TimedOut {
+        /// The namespace.
         namespace: String,
+        /// The name.
         name: String,
+        /// The step, e.g. "routing rows".
         phase: &'static str,
+        /// How long cooc followed it.
         after: String,
     },
 }
@@ -111,6 +138,7 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 /// One namespace of one cluster.
 pub struct Cluster {
     client: Client,
+    /// The namespace.
     namespace: String,
     /// Reading Workloads was forbidden once: stop asking, judge by the JobSet alone.
     workloads_forbidden: std::sync::atomic::AtomicBool,

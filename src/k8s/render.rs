@@ -43,12 +43,20 @@ pub enum Naming {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// Each rank generates its own baskets of the synthetic Bookstore data.
-    Generate { size: String, seed: Option<u64> },
+    Generate {
+        /// The preset size (s, m, l).
+        size: String,
+        /// The seed (the preset's when absent).
+        seed: Option<u64>,
+    },
     /// Files on a PersistentVolumeClaim mounted read-only at `/input` (paths relative to it),
     /// or absolute paths already present in the image.
     Files {
+        /// The orders file as the ranks see it.
         orders: String,
+        /// `books.csv` as the ranks see it.
         books: Option<String>,
+        /// The PersistentVolumeClaim holding the files.
         claim: Option<String>,
     },
 }
@@ -56,11 +64,17 @@ pub enum Input {
 /// Everything that varies between runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
+    /// How the JobSet is named.
     pub naming: Naming,
+    /// The namespace.
     pub namespace: String,
+    /// Ranks in the gang.
     pub world_size: u32,
+    /// The Kueue LocalQueue.
     pub queue: String,
+    /// The rank image.
     pub image: String,
+    /// What the ranks train on.
     pub input: Input,
     /// `kueue.x-k8s.io/priority-class` (a WorkloadPriorityClass), if any.
     pub priority_class: Option<String>,

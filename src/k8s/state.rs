@@ -10,11 +10,15 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// The condition's type.
     #[serde(rename = "type")]
     pub type_: String,
+    /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// A machine-readable reason.
     #[serde(default)]
     pub reason: String,
+    /// A human-readable message.
     #[serde(default)]
     pub message: String,
 }
@@ -31,33 +35,48 @@ fn is_true<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReplicatedJobStatus {
+    /// The name.
     pub name: String,
+    /// Ready pods.
     pub ready: u32,
+    /// Succeeded pods.
     pub succeeded: u32,
+    /// Failed pods.
     pub failed: u32,
+    /// Active pods.
     pub active: u32,
+    /// Suspended pods.
     pub suspended: u32,
 }
 
 /// The parts of a JobSet that say how the run goes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobSetView {
+    /// The name.
     pub name: String,
+    /// The UID.
     pub uid: String,
     /// `spec.suspend`: Kueue keeps the JobSet suspended until the gang is admitted.
     pub suspended: bool,
     /// Pods in the gang: replicas x parallelism, summed over the replicatedJobs.
     pub pods: u32,
+    /// Its status conditions.
     pub conditions: Vec<Condition>,
+    /// Restarts of the gang so far.
     pub restarts: u32,
+    /// Per replicated job, its pods.
     pub jobs: Vec<ReplicatedJobStatus>,
 }
 
+/// The JobSet's status as the apiserver reports it.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct JobSetStatus {
+    /// Its status conditions.
     pub conditions: Vec<Condition>,
+    /// Restarts of the gang so far.
     pub restarts: u32,
+    /// Per replicated job, its pods.
     pub replicated_jobs_status: Vec<ReplicatedJobStatus>,
 }
 
@@ -90,13 +109,16 @@ impl JobSetView {
 /// The parts of a Kueue Workload that say whether the gang is admitted.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkloadView {
+    /// The name.
     pub name: String,
+    /// Its status conditions.
     pub conditions: Vec<Condition>,
     /// `status.admission.clusterQueue` once quota is reserved.
     pub cluster_queue: Option<String>,
 }
 
 impl WorkloadView {
+    /// The view of a Workload object.
     pub fn from_object(v: &serde_json::Value) -> Self {
         WorkloadView {
             name: v["metadata"]["name"].as_str().unwrap_or_default().into(),
@@ -112,6 +134,7 @@ impl WorkloadView {
 /// One look at a run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
+    /// The run's JobSet.
     pub jobset: JobSetView,
     /// `None` until Kueue has created the Workload (or when it may not be read).
     pub workload: Option<WorkloadView>,
@@ -124,36 +147,50 @@ pub enum Phase {
     Created,
     /// Queued: no quota reserved yet (Kueue's reason, e.g. insufficient quota).
     Pending {
+        /// The reason given.
         reason: String,
     },
     /// Quota reserved, admission checks outstanding.
     QuotaReserved {
+        /// The ClusterQueue that reserved the quota.
         cluster_queue: String,
     },
     /// The whole gang is admitted; its pods are being created or started.
     Admitted {
+        /// The ClusterQueue that reserved the quota.
         cluster_queue: String,
+        /// Ready pods.
         ready: u32,
+        /// Pods in the gang.
         total: u32,
     },
     /// Every rank's pod is ready.
     Running {
+        /// Ready pods.
         ready: u32,
+        /// Restarts of the gang so far.
         restarts: u32,
     },
     /// Evicted (preempted, pods not ready in time); Kueue requeues it.
     Evicted {
+        /// The reason given.
         reason: String,
+        /// The message given.
         message: String,
     },
+    /// Every rank finished and the model was written.
     Succeeded,
+    /// The run failed.
     Failed {
+        /// The reason given.
         reason: String,
+        /// The message given.
         message: String,
     },
 }
 
 impl Phase {
+    /// Whether the run has ended.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed { .. })
     }

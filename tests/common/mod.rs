@@ -2,11 +2,13 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod gang;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `cooc` with `args`, returning its output (never panics on a non-zero exit).
-pub fn cooc(args: &[&str]) -> Output {
+pub(crate) fn cooc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cooc"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -14,7 +16,7 @@ pub fn cooc(args: &[&str]) -> Output {
         .expect("running the cooc binary")
 }
 
-pub fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = cooc(args);
     assert!(
         out.status.success(),
@@ -25,14 +27,14 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The project's shared datasets directory: `$COOC_SHARED_DIR` or `../shared` beside the
 /// repository. `None` (the caller skips, saying so) unless `COOC_REQUIRE_SHARED` is set,
 /// in which case a missing directory fails the test: CI sets it so nothing skips silently.
-pub fn shared_dataset(rel: &str) -> Option<PathBuf> {
+pub(crate) fn shared_dataset(rel: &str) -> Option<PathBuf> {
     let base = std::env::var_os("COOC_SHARED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
@@ -47,6 +49,6 @@ pub fn shared_dataset(rel: &str) -> Option<PathBuf> {
     None
 }
 
-pub fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }

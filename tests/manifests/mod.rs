@@ -8,9 +8,13 @@
 //! refer to each other consistently. No cluster runs here: these checks are what one would
 //! reject or silently drop.
 
-mod common;
+mod crd;
+mod pod_security;
 
 use std::path::{Path, PathBuf};
+
+use crd::{crd_schemas, pruned};
+use pod_security::{pod_templates, restricted_violations};
 
 use serde_json::{json, Value};
 
@@ -68,11 +72,11 @@ fn gpu_overlay(base: &[(PathBuf, Value)]) -> Value {
 
 /// Runs `cooc` (the binary under test) and returns its standard output.
 fn cooc(args: &[&str]) -> String {
-    let out = common::cooc(args);
+    let out = crate::common::cooc(args);
     assert!(
         out.status.success(),
         "cooc {args:?}: {}",
-        common::stderr(&out)
+        crate::common::stderr(&out)
     );
     String::from_utf8(out.stdout).unwrap()
 }
@@ -231,63 +235,6 @@ fn built_in_kinds_round_trip_through_k8s_openapi() {
     }
 }
 
-/// The upstream CRDs: (apiVersion, kind) -> openAPIV3Schema.
-fn crd_schemas() -> Option<Vec<(String, String, Value)>> {
-    let crds = common::shared_dataset("../crds/jobset.x-k8s.io_jobsets.yaml")?;
-    let dir = crds.parent().unwrap().to_owned();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "yaml") {
-            continue;
-        }
-        let crd: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let group = crd["spec"]["group"].as_str().unwrap();
-        let k = crd["spec"]["names"]["kind"].as_str().unwrap();
-        for ver in crd["spec"]["versions"].as_array().unwrap() {
-            out.push((
-                format!("{group}/{}", ver["name"].as_str().unwrap()),
-                k.to_owned(),
-                ver["schema"]["openAPIV3Schema"].clone(),
-            ));
-        }
-    }
-    Some(out)
-}
-
-/// Fields the API server would prune: present in `v`, absent from the structural schema.
-fn pruned(v: &Value, schema: &Value, path: &str, out: &mut Vec<String>) {
-    if schema["x-kubernetes-preserve-unknown-fields"] == true {
-        return;
-    }
-    match v {
-        Value::Object(m) => {
-            let props = schema["properties"].as_object();
-            for (k, child) in m {
-                if path.is_empty() && (k == "apiVersion" || k == "kind" || k == "metadata") {
-                    continue;
-                }
-                match props.and_then(|p| p.get(k)) {
-                    Some(s) => pruned(child, s, &format!("{path}.{k}"), out),
-                    None if schema["additionalProperties"].is_object() => pruned(
-                        child,
-                        &schema["additionalProperties"],
-                        &format!("{path}.{k}"),
-                        out,
-                    ),
-                    None => out.push(format!("{path}.{k}")),
-                }
-            }
-        }
-        Value::Array(a) => {
-            for (i, item) in a.iter().enumerate() {
-                pruned(item, &schema["items"], &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 #[test]
 fn jobset_and_kueue_objects_validate_against_the_upstream_schemas() {
     let Some(schemas) = crd_schemas() else { return };
@@ -342,144 +289,6 @@ fn jobset_and_kueue_objects_validate_against_the_upstream_schemas() {
 }
 
 /// Every pod template: Deployments, Jobs, CronJobs and JobSet replicatedJobs.
-fn pod_templates(all: &[(PathBuf, Value)]) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    for (_, v) in all {
-        let name = format!(
-            "{}/{}",
-            kind(v),
-            v["metadata"]["name"].as_str().unwrap_or("")
-        );
-        match kind(v) {
-            "Deployment" | "Job" | "StatefulSet" | "DaemonSet" => {
-                out.push((name, v["spec"]["template"].clone()))
-            }
-            "CronJob" => out.push((name, v["spec"]["jobTemplate"]["spec"]["template"].clone())),
-            "JobSet" => {
-                for rj in v["spec"]["replicatedJobs"].as_array().unwrap() {
-                    out.push((
-                        format!("{name}/{}", rj["name"].as_str().unwrap()),
-                        rj["template"]["spec"]["template"].clone(),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// The Pod Security "restricted" rules (../shared/docs/platform.md) a pod template breaks.
-fn restricted_violations(template: &Value) -> Vec<String> {
-    let spec = &template["spec"];
-    let psc = &spec["securityContext"];
-    let mut bad = Vec::new();
-    for host in ["hostNetwork", "hostPID", "hostIPC"] {
-        if spec[host] == true {
-            bad.push(format!("{host} is set"));
-        }
-    }
-    let allowed_volumes = [
-        "configMap",
-        "downwardAPI",
-        "emptyDir",
-        "projected",
-        "secret",
-        "csi",
-        "persistentVolumeClaim",
-        "ephemeral",
-        "image",
-    ];
-    for vol in spec["volumes"].as_array().into_iter().flatten() {
-        for key in vol.as_object().unwrap().keys().filter(|k| *k != "name") {
-            if !allowed_volumes.contains(&key.as_str()) {
-                bad.push(format!("volume {} is {key}", vol["name"]));
-            }
-        }
-    }
-    let safe_sysctls = [
-        "kernel.shm_rmid_forced",
-        "net.ipv4.ip_local_port_range",
-        "net.ipv4.ip_unprivileged_port_start",
-        "net.ipv4.tcp_syncookies",
-        "net.ipv4.ping_group_range",
-        "net.ipv4.ip_local_reserved_ports",
-        "net.ipv4.tcp_keepalive_time",
-        "net.ipv4.tcp_fin_timeout",
-        "net.ipv4.tcp_keepalive_intvl",
-        "net.ipv4.tcp_keepalive_probes",
-    ];
-    for s in psc["sysctls"].as_array().into_iter().flatten() {
-        let n = s["name"].as_str().unwrap_or("");
-        if !safe_sysctls.contains(&n) {
-            bad.push(format!("unsafe sysctl {n}"));
-        }
-    }
-    let seccomp = |sc: &Value| sc["seccompProfile"]["type"].as_str().map(str::to_owned);
-    let containers: Vec<&Value> = ["containers", "initContainers", "ephemeralContainers"]
-        .iter()
-        .flat_map(|k| spec[*k].as_array().into_iter().flatten())
-        .collect();
-    if containers.is_empty() {
-        bad.push("no containers".into());
-    }
-    for c in containers {
-        let n = c["name"].as_str().unwrap_or("?");
-        let sc = &c["securityContext"];
-        let non_root = sc["runAsNonRoot"]
-            .as_bool()
-            .or(psc["runAsNonRoot"].as_bool());
-        if non_root != Some(true) {
-            bad.push(format!("{n}: runAsNonRoot is not true"));
-        }
-        if sc["runAsUser"] == 0 || (sc["runAsUser"].is_null() && psc["runAsUser"] == 0) {
-            bad.push(format!("{n}: runAsUser 0"));
-        }
-        match seccomp(sc).or(seccomp(psc)).as_deref() {
-            Some("RuntimeDefault") | Some("Localhost") => {}
-            other => bad.push(format!("{n}: seccompProfile {other:?}")),
-        }
-        if sc["allowPrivilegeEscalation"] != false {
-            bad.push(format!("{n}: allowPrivilegeEscalation is not set to false"));
-        }
-        if sc["privileged"] == true {
-            bad.push(format!("{n}: privileged"));
-        }
-        let drops = sc["capabilities"]["drop"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if !drops.contains(&json!("ALL")) {
-            bad.push(format!("{n}: capabilities.drop lacks ALL"));
-        }
-        for add in sc["capabilities"]["add"].as_array().into_iter().flatten() {
-            if add != "NET_BIND_SERVICE" {
-                bad.push(format!("{n}: adds capability {add}"));
-            }
-        }
-        if sc["procMount"].as_str().is_some_and(|p| p != "Default") {
-            bad.push(format!("{n}: procMount {}", sc["procMount"]));
-        }
-        for p in c["ports"].as_array().into_iter().flatten() {
-            if !p["hostPort"].is_null() && p["hostPort"] != 0 {
-                bad.push(format!("{n}: hostPort {}", p["hostPort"]));
-            }
-        }
-        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-            if !c[probe]["httpGet"]["host"].is_null() || !c[probe]["tcpSocket"]["host"].is_null() {
-                bad.push(format!("{n}: {probe} sets host"));
-            }
-        }
-        for hook in ["postStart", "preStop"] {
-            let h = &c["lifecycle"][hook];
-            if !h["httpGet"]["host"].is_null() || !h["tcpSocket"]["host"].is_null() {
-                bad.push(format!("{n}: lifecycle {hook} sets host"));
-            }
-        }
-    }
-    bad
-}
-
 #[test]
 fn every_pod_template_meets_pod_security_restricted() {
     let all = objects();
@@ -602,8 +411,22 @@ fn env_value<'a>(c: &'a Value, name: &str) -> Option<&'a Value> {
         .map(|e| &e["value"])
 }
 
+/// The checked-in JobSet's replicated jobs: (replicated job, pods in it, pod spec).
+fn rank_jobs(js: &Value) -> Vec<(&Value, u64, &Value)> {
+    js["spec"]["replicatedJobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rj| {
+            let job = &rj["template"]["spec"];
+            let pods = rj["replicas"].as_u64().unwrap_or(1) * job["parallelism"].as_u64().unwrap();
+            (rj, pods, &job["template"]["spec"])
+        })
+        .collect()
+}
+
 #[test]
-fn the_objects_refer_to_each_other_consistently() {
+fn objects_live_in_the_namespace_unless_cluster_scoped() {
     let all = objects();
     for (f, v) in &all {
         let ns = &v["metadata"]["namespace"];
@@ -623,6 +446,11 @@ fn the_objects_refer_to_each_other_consistently() {
         }
     }
     named(&all, "Namespace", NAMESPACE);
+}
+
+#[test]
+fn the_gang_is_queued_on_a_cluster_queue_that_admits_it_whole() {
+    let all = objects();
     let js = named(&all, "JobSet", "recommender-train");
     // Queue label -> LocalQueue -> ClusterQueue.
     let lq = named(
@@ -667,23 +495,15 @@ fn the_objects_refer_to_each_other_consistently() {
             .unwrap_or_else(|| panic!("no {res} quota"))
             .clone()
     };
-    for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
+    for (rj, pods, pod) in rank_jobs(js) {
         let job = &rj["template"]["spec"];
-        let pods = rj["replicas"].as_u64().unwrap_or(1) * job["parallelism"].as_u64().unwrap();
         assert_eq!(job["parallelism"], job["completions"]);
         assert_eq!(job["completionMode"], "Indexed");
         assert_eq!(
             job["backoffLimit"], 0,
             "a lost rank must fail its Job at once"
         );
-        let pod = &job["template"]["spec"];
         for c in pod["containers"].as_array().unwrap() {
-            let world = env_value(c, "WORLD_SIZE").and_then(|w| w.as_str()).unwrap();
-            assert_eq!(
-                world.parse::<u64>().unwrap(),
-                pods,
-                "WORLD_SIZE is the gang size"
-            );
             let req = &c["resources"]["requests"];
             for res in req.as_object().unwrap().keys() {
                 assert!(
@@ -699,6 +519,22 @@ fn the_objects_refer_to_each_other_consistently() {
                 pods * quantity(&req["memory"]) <= quantity(&quota("memory")),
                 "memory quota"
             );
+        }
+    }
+}
+
+#[test]
+fn rank_pods_carry_the_identity_and_secret_the_runtime_reads() {
+    let all = objects();
+    let js = named(&all, "JobSet", "recommender-train");
+    for (rj, pods, pod) in rank_jobs(js) {
+        for c in pod["containers"].as_array().unwrap() {
+            let world = env_value(c, "WORLD_SIZE").and_then(|w| w.as_str()).unwrap();
+            assert_eq!(
+                world.parse::<u64>().unwrap(),
+                pods,
+                "WORLD_SIZE is the gang size"
+            );
             // The names the runtime derives are the ones JobSet creates, and valid.
             let host = cooc::gang::jobset::pod_hostname(
                 js["metadata"]["name"].as_str().unwrap(),
@@ -709,11 +545,6 @@ fn the_objects_refer_to_each_other_consistently() {
             assert!(
                 host.len() <= 63 - 6,
                 "{host}: leaves room for a generated name suffix"
-            );
-            let image = c["image"].as_str().unwrap();
-            assert!(
-                image.contains(':') && !image.ends_with(":latest"),
-                "{image}"
             );
         }
         // The env the runtime reads, resolved the way the downward API would.
@@ -770,7 +601,12 @@ fn the_objects_refer_to_each_other_consistently() {
             "the secret is mounted where the runtime reads it"
         );
     }
-    // Failure policies key on the documented exit codes.
+}
+
+#[test]
+fn failure_policies_key_on_the_documented_exit_codes() {
+    let all = objects();
+    let js = named(&all, "JobSet", "recommender-train");
     let rules = js["spec"]["failurePolicy"]["rules"].as_array().unwrap();
     assert!(rules
         .iter()
@@ -782,8 +618,11 @@ fn the_objects_refer_to_each_other_consistently() {
         pfp["onExitCodes"]["values"],
         json!([cooc::error::Exit::Bad as i32])
     );
+}
 
-    // Serving: Service, HPA, PDB and NetworkPolicies select what they mean to.
+#[test]
+fn serving_objects_select_the_serving_pods() {
+    let all = objects();
     let dep = named(&all, "Deployment", "recommender");
     let pod_labels = dep["spec"]["template"]["metadata"]["labels"]
         .as_object()
@@ -813,6 +652,12 @@ fn the_objects_refer_to_each_other_consistently() {
         .as_str()
         .unwrap();
     named(&all, "PersistentVolumeClaim", claim);
+}
+
+#[test]
+fn the_rank_network_policy_admits_only_rank_pods_of_every_run() {
+    let all = objects();
+    let js = named(&all, "JobSet", "recommender-train");
     // The training NetworkPolicy admits the rank port only from rank pods, and selects the
     // rank pods of every run: the checked-in JobSet's and those `cooc submit` renders.
     let np = named(&all, "NetworkPolicy", "recommender-train-ranks");
@@ -842,11 +687,18 @@ fn the_objects_refer_to_each_other_consistently() {
     );
     assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 7077);
     assert_eq!(np["spec"]["ingress"][0]["ports"][0]["protocol"], "UDP");
-    for d in of_kind(&all, "Deployment") {
-        for c in d["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .unwrap()
-        {
+}
+
+#[test]
+fn every_image_is_pinned() {
+    let all = objects();
+    let js = named(&all, "JobSet", "recommender-train");
+    let ranks = rank_jobs(js).into_iter().map(|(_, _, pod)| pod);
+    let serving = of_kind(&all, "Deployment")
+        .into_iter()
+        .map(|d| &d["spec"]["template"]["spec"]);
+    for pod in ranks.chain(serving) {
+        for c in pod["containers"].as_array().unwrap() {
             let image = c["image"].as_str().unwrap();
             assert!(
                 image.contains(':') && !image.ends_with(":latest"),

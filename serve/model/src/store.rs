@@ -21,26 +21,59 @@ pub const MODEL_FILE: &str = "model.cooc";
 /// Name of the pointer file.
 pub const CURRENT_FILE: &str = "CURRENT";
 
+/// Why a store operation failed. Every variant names the store or the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file of the store could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// No version of that name.
     #[error("model store {dir}: no version named {version:?}")]
-    NoSuchVersion { dir: PathBuf, version: String },
+    NoSuchVersion {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The version's name.
+        version: String,
+    },
+    /// A version of that name exists already.
     #[error("model store {dir}: version {version:?} already exists")]
-    Exists { dir: PathBuf, version: String },
+    Exists {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The version's name.
+        version: String,
+    },
     #[error(
         "model store {dir}: {0:?} is not a valid version name (letters, digits, '.', '_', '-')",
         version
     )]
-    BadName { dir: PathBuf, version: String },
+    /// Not a valid version name.
+    BadName {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The version's name.
+        version: String,
+    },
+    /// Nothing to roll back to.
     #[error("model store {dir}: nothing to roll back to: {detail}")]
-    NoPrevious { dir: PathBuf, detail: String },
+    NoPrevious {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// No CURRENT version yet.
     #[error("model store {dir}: no CURRENT version yet")]
-    NoCurrent { dir: PathBuf },
+    NoCurrent {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// A version's artifact does not validate.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
 }
@@ -89,6 +122,7 @@ fn valid_name(v: &str) -> bool {
 /// A model directory.
 #[derive(Debug, Clone)]
 pub struct ModelStore {
+    /// The store's directory.
     dir: PathBuf,
 }
 
@@ -98,10 +132,12 @@ impl ModelStore {
         ModelStore { dir: dir.into() }
     }
 
+    /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// Where a version's artifact lives.
     pub fn model_path(&self, version: &str) -> PathBuf {
         self.dir.join(version).join(MODEL_FILE)
     }

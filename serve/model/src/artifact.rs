@@ -19,7 +19,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use crate::keys::{Key, Keys};
+use crate::meta::{ModelMeta, Provenance};
 
 #[cfg(target_endian = "big")]
 compile_error!("the cooc artifact is read in place as little-endian arrays");
@@ -75,149 +76,73 @@ impl Kind {
 /// Why an artifact was refused. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
+    /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// Not a cooc model.
     #[error("{path}: not a cooc model (bad magic)")]
-    BadMagic { path: PathBuf },
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A format version this build does not read.
     #[error("{path}: model format version {found}, this build reads version {FORMAT_VERSION}")]
-    Version { path: PathBuf, found: u32 },
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version the file has.
+        found: u32,
+    },
+    /// Shorter than its header or section table says.
     #[error("{path}: truncated: {detail}")]
-    Truncated { path: PathBuf, detail: String },
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The payload does not match its stored CRC-32.
     #[error("{path}: checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt")]
     Checksum {
+        /// The file.
         path: PathBuf,
+        /// The CRC-32 the header stores.
         stored: u32,
+        /// The CRC-32 of the payload as read.
         computed: u32,
     },
+    /// Well-formed but inconsistent (unsorted keys, out-of-range ids, bad UTF-8...).
     #[error("{path}: invalid model: {detail}")]
-    Invalid { path: PathBuf, detail: String },
-}
-
-/// Similarity measure a model was trained with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Similarity {
-    /// C_ij / sqrt(C_ii C_jj).
-    Cosine,
-    /// C_ij / (C_ii + C_jj - C_ij).
-    Jaccard,
-}
-
-impl Similarity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Similarity::Cosine => "cosine",
-            Similarity::Jaccard => "jaccard",
-        }
-    }
-}
-
-/// Offline evaluation on a held-out last order per customer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub k: u32,
-    /// Customers with a held-out order and at least one training item.
-    pub users: u64,
-    pub hit_rate: f64,
-    pub recall: f64,
-    pub ndcg: f64,
-    pub coverage: f64,
-    pub baseline_hit_rate: f64,
-    pub baseline_recall: f64,
-    pub baseline_ndcg: f64,
-    pub baseline_coverage: f64,
-}
-
-/// What defines a model: identical inputs and parameters give identical metadata.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelMeta {
-    pub similarity: Similarity,
-    pub top_k: u32,
-    pub n_items: u64,
-    pub n_baskets: u64,
-    /// Input rows (order lines or basket entries) read.
-    pub n_rows: u64,
-    /// Distinct (basket, item) pairs after de-duplication.
-    pub n_pairs: u64,
-    /// Stored neighbour entries.
-    pub nnz: u64,
-    /// Identifies the training input, e.g. `crc32:1a2b3c4d:len=123`.
-    pub dataset_fingerprint: String,
-    /// Mean score of each item's first neighbour (the guide's `avg_top1_cosine`).
-    pub avg_top1_score: f64,
-    /// Present when trained with a hold-out.
-    pub evaluation: Option<Evaluation>,
-}
-
-/// How and when a model was built; not part of the model's identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Provenance {
-    /// RFC 3339 UTC.
-    pub created_at: String,
-    pub tool_version: String,
-    pub world_size: u32,
-    pub threads: u32,
-}
-
-/// Item keys: all integers (ordered numerically) or all strings (ordered bytewise).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Keys {
-    Int(Vec<i64>),
-    Str(Vec<String>),
-}
-
-impl Keys {
-    pub fn len(&self) -> usize {
-        match self {
-            Keys::Int(v) => v.len(),
-            Keys::Str(v) => v.len(),
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A key as stored in a model, borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Key<'a> {
-    Int(i64),
-    Str(&'a str),
-}
-
-impl Serialize for Key<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Key::Int(v) => s.serialize_i64(*v),
-            Key::Str(v) => s.serialize_str(v),
-        }
-    }
-}
-
-impl std::fmt::Display for Key<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Key::Int(v) => write!(f, "{v}"),
-            Key::Str(s) => f.write_str(s),
-        }
-    }
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
 }
 
 /// Everything a trainer hands over to be written.
 pub struct ModelParts<'a> {
+    /// What defines the model.
     pub meta: &'a ModelMeta,
+    /// How and when it was built.
     pub provenance: &'a Provenance,
     /// Sorted strictly ascending; item id `i` is `keys[i]`.
     pub keys: &'a Keys,
     /// Optional per-item title and author (`None` or empty string = unknown).
     pub titles: Option<&'a [Option<String>]>,
+    /// Per-item authors, like titles.
     pub authors: Option<&'a [Option<String>]>,
     /// CSR neighbour lists: row i is `indices[indptr[i]..indptr[i+1]]`.
     pub indptr: &'a [u64],
+    /// Neighbour ids, row by row.
     pub indices: &'a [u32],
+    /// Neighbour scores, aligned with `indices`.
     pub scores: &'a [f32],
 }
 
@@ -328,6 +253,7 @@ type Range = std::ops::Range<usize>;
 /// A validated, read-only model. Cheap lookups straight out of the mapped file.
 pub struct Model {
     backing: Backing,
+    /// The file.
     path: PathBuf,
     meta: ModelMeta,
     provenance: Provenance,
@@ -575,15 +501,19 @@ impl Model {
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
+    /// The file (or name) the model was read from.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// What defines the model.
     pub fn meta(&self) -> &ModelMeta {
         &self.meta
     }
+    /// How and when the model was built.
     pub fn provenance(&self) -> &Provenance {
         &self.provenance
     }
+    /// Items in the catalogue (rows of the model).
     pub fn n_items(&self) -> usize {
         self.n
     }
@@ -592,6 +522,7 @@ impl Model {
         self.keys_int.is_some()
     }
 
+    /// The key of item `i`.
     pub fn key(&self, i: usize) -> Key<'_> {
         match (&self.keys_int, &self.keys_str) {
             (Some(r), _) => Key::Int(cast::<i64>(self.backing.bytes(), r).expect("validated")[i]),
@@ -634,12 +565,14 @@ impl Model {
         )
     }
 
+    /// The title of item `i`, if the model stores one.
     pub fn title(&self, i: usize) -> Option<&str> {
         self.titles
             .as_ref()
             .map(|(o, s)| self.str_at(o, s, i))
             .filter(|s| !s.is_empty())
     }
+    /// The author of item `i`, if the model stores one.
     pub fn author(&self, i: usize) -> Option<&str> {
         self.authors
             .as_ref()
@@ -702,24 +635,8 @@ mod tests {
     use super::*;
 
     pub(crate) fn sample(keys: Keys) -> Vec<u8> {
-        let meta = ModelMeta {
-            similarity: Similarity::Cosine,
-            top_k: 2,
-            n_items: 3,
-            n_baskets: 4,
-            n_rows: 9,
-            n_pairs: 8,
-            nnz: 4,
-            dataset_fingerprint: "test".into(),
-            avg_top1_score: 0.5,
-            evaluation: None,
-        };
-        let prov = Provenance {
-            created_at: "2026-01-01T00:00:00Z".into(),
-            tool_version: "test".into(),
-            world_size: 1,
-            threads: 1,
-        };
+        let meta = ModelMeta::example();
+        let prov = Provenance::example();
         let titles = vec![Some("A, \"quoted\"".to_string()), None, Some("Ç".into())];
         encode(&ModelParts {
             meta: &meta,

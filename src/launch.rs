@@ -1,8 +1,10 @@
 //! How a training run is launched: one process, N local rank processes on loopback, or one
-//! member of a gang (static peer list or JobSet environment). Turns raw options into a
-//! validated [`Launch`] once; runs the local launcher.
+//! member of a gang (static peer list or JobSet environment). Turns the gang flags into a
+//! validated [`Launch`] once, runs the local launcher, and runs a member: join the gang,
+//! run the pipeline, close the links with a reason the peers can print.
 //!
-//! Owns process spawning and the shared secret's file; knows nothing of training.
+//! Owns process spawning, the shared secret's file and the member's join/run/close
+//! sequence; the pipeline owns what a run computes.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -11,10 +13,16 @@ use std::time::Duration;
 
 use rand_core::{OsRng, TryRngCore};
 
-use super::communicator::QuicSetup;
-use super::jobset::JobSetIdentity;
-use super::link::{Hello, MIN_SECRET_BYTES, PROTOCOL_VERSION};
+use anyhow::Context;
+use clap::Args;
+
+use crate::backend::Comm;
 use crate::error::ConfigError;
+use crate::gang::jobset::JobSetIdentity;
+use crate::gang::link::{Hello, MIN_SECRET_BYTES, PROTOCOL_VERSION};
+use crate::gang::quic::{QuicComm, QuicSetup};
+use crate::pipeline::{self, RankReport};
+use crate::plan::TrainPlan;
 
 /// A new shared secret: 32 random bytes, hex encoded (what `cooc secret` prints).
 pub fn new_secret() -> anyhow::Result<String> {
@@ -41,17 +49,35 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(s)
 }
 
-/// Raw gang options, as parsed from flags and environment.
-#[derive(Debug, Clone, Default)]
+/// Gang options: how this process takes part in a multi-rank training.
+#[derive(Args, Debug, Clone, Default)]
 pub struct GangOptions {
+    /// This process's rank in a static gang (0..world-size).
+    #[arg(long, env = "COOC_RANK")]
     pub rank: Option<u32>,
+    /// Ranks in a static gang.
+    #[arg(long, env = "COOC_WORLD_SIZE")]
     pub world_size: Option<u32>,
+    /// host:port of every rank, in rank order (this rank listens on its own entry's port).
+    #[arg(long, env = "COOC_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// Read rank, world size and peers from a JobSet pod's environment (see jobset/README.md).
+    #[arg(long, env = "COOC_JOBSET")]
     pub jobset: bool,
+    /// UDP port of the rank endpoint in --jobset mode.
+    #[arg(long, env = "COOC_PORT", default_value_t = 7077)]
     pub port: u16,
+    /// Start this many rank processes on loopback and wait for them.
+    #[arg(long, env = "COOC_LOCAL_RANKS")]
     pub local_ranks: Option<u32>,
+    /// File holding the ranks' shared secret (`cooc secret` makes one).
+    #[arg(long, env = "COOC_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Identity of this run outside Kubernetes: ranks of other runs are refused.
+    #[arg(long, env = "COOC_RUN_ID")]
     pub run_id: Option<String>,
+    /// How long to wait for every rank to arrive (e.g. 3m, 90s).
+    #[arg(long, env = "COOC_RENDEZVOUS_TIMEOUT", default_value = "3m", value_parser = humantime::parse_duration)]
     pub rendezvous_timeout: Duration,
 }
 
@@ -149,6 +175,47 @@ impl GangOptions {
             rendezvous_timeout: self.rendezvous_timeout,
         }))
     }
+}
+
+/// What a leaving rank tells the peers that are still waiting.
+fn close_reason<T>(rank: u32, out: &anyhow::Result<T>) -> String {
+    match out {
+        Ok(_) => "done".to_owned(),
+        Err(e) => format!("rank {rank} failed: {e:#}")
+            .chars()
+            .take(400)
+            .collect(),
+    }
+}
+
+/// Runs one member of a gang: joins it over QUIC (then NCCL with `--comm nccl`), runs the
+/// pipeline, and closes every link with `done` or this rank's failure.
+pub fn run_member(plan: &TrainPlan, setup: QuicSetup, comm: Comm) -> anyhow::Result<RankReport> {
+    let rank = setup.hello.rank;
+    let world = setup.hello.world;
+    let quic = QuicComm::join(setup)
+        .with_context(|| format!("rank {rank} of {world}: joining the gang"))?;
+    let out = match comm {
+        Comm::Quic => {
+            let out = pipeline::run(plan, &quic);
+            quic.close(&close_reason(rank, &out));
+            out
+        }
+        #[cfg(feature = "nccl")]
+        Comm::Nccl => {
+            let nccl = crate::gang::nccl::NcclComm::join(quic)
+                .with_context(|| format!("rank {rank} of {world}: joining NCCL"))?;
+            let out = pipeline::run(plan, &nccl);
+            nccl.close(&close_reason(rank, &out));
+            out
+        }
+        #[cfg(not(feature = "nccl"))]
+        Comm::Nccl => {
+            quic.close("this build has no NCCL");
+            return Err(crate::backend::NCCL_UNAVAILABLE.into());
+        }
+    };
+    out.with_context(|| format!("rank {rank} of {world}"))
 }
 
 /// Runs `n` rank processes of this executable on loopback with `args` (the original

@@ -1,4 +1,4 @@
-//! The QUIC communicator: rendezvous into a full mesh of authenticated links, then the
+//! The QUIC mesh: rendezvous into a full mesh of authenticated links, then the
 //! collectives the trainer needs, each following a schedule from [`super::schedule`].
 //!
 //! Every message is one QUIC unidirectional stream: both ends of a link run the same
@@ -16,42 +16,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::communicator::{CommError, Traffic};
 use super::link::{Link, LinkError, Node};
 use super::schedule::{balanced_blocks, broadcast_tree, shifted_exchange};
-
-#[derive(Debug, thiserror::Error)]
-pub enum CommError {
-    #[error("rendezvous: rank(s) {missing:?} did not arrive within {secs} s")]
-    Missing { missing: Vec<u32>, secs: u64 },
-    #[error("lost rank {rank} during {phase}: {detail}")]
-    Lost {
-        rank: u32,
-        phase: &'static str,
-        detail: String,
-    },
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// A collective on the NCCL communicator failed (`--comm nccl`).
-    #[error("NCCL during {phase}: {detail}")]
-    Nccl {
-        phase: &'static str,
-        detail: String,
-        /// A lost peer or a transport failure, rather than a misuse or a bad setup.
-        retriable: bool,
-    },
-}
-
-impl CommError {
-    /// Whether restarting the gang may help (a lost or late peer) rather than not (a peer
-    /// of another job, bad configuration).
-    pub fn retriable(&self) -> bool {
-        match self {
-            CommError::Missing { .. } | CommError::Lost { .. } => true,
-            CommError::Nccl { retriable, .. } => *retriable,
-            CommError::Link(_) => false,
-        }
-    }
-}
 
 /// This rank's links to every other rank.
 pub struct Mesh {
@@ -63,13 +30,6 @@ pub struct Mesh {
     /// Payload bytes this rank has sent and received, for the run's report.
     sent: AtomicU64,
     received: AtomicU64,
-}
-
-/// Payload bytes moved by one rank.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Traffic {
-    pub sent: u64,
-    pub received: u64,
 }
 
 /// Capped exponential backoff between connection attempts.
@@ -192,10 +152,12 @@ async fn resolve(peer: &str) -> std::io::Result<SocketAddr> {
 }
 
 impl Mesh {
+    /// This rank.
     pub fn rank(&self) -> u32 {
         self.rank
     }
 
+    /// Ranks in the gang.
     pub fn world(&self) -> u32 {
         self.world
     }

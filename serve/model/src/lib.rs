@@ -1,0 +1,23 @@
+//! cooc-model: what a trained cooc model is, on disk and in memory.
+//!
+//! The contract between the trainer (`cooc`) and the server (`cooc-serve`): both depend on
+//! this crate and neither on the other. It is kept small on purpose: serde, memmap2,
+//! bytemuck and crc32fast, no async runtime, no HTTP, no thread pool, no network
+//! (`cargo tree -p cooc-model -e normal`).
+//!
+//! - [`keys`]: item keys as a model stores them.
+//! - [`meta`]: the similarity measure, the metadata that defines a model, its evaluation
+//!   and provenance.
+//! - [`artifact`]: the binary model file, its writer and its validating reader
+//!   (layout in `serve/ARTIFACT.md`).
+//! - [`store`]: `MODEL_DIR/<version>/model.cooc` plus the atomic `CURRENT` pointer.
+
+pub mod artifact;
+pub mod keys;
+pub mod meta;
+pub mod store;
+
+pub use artifact::{ArtifactError, Model, ModelParts};
+pub use keys::{Key, Keys};
+pub use meta::{Evaluation, ModelMeta, Provenance, Similarity};
+pub use store::{ModelStore, StoreError};

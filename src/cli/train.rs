@@ -1,0 +1,155 @@
+//! `cooc train`: the plan from the arguments, the launch (one process, local ranks, or a
+//! gang member), and the summary line.
+
+use super::{init_pool, Format, Holdout, SimilarityArg, TrainArgs};
+use crate::backend::{self, Backend};
+use crate::error::ConfigError;
+use crate::gen::GenSpec;
+use crate::input::BasketBy;
+use crate::launch::{self, Launch};
+use crate::pipeline::{self, TrainReport};
+use crate::plan::{Gates, Output, Source, TrainPlan, MAX_TOP_K};
+use cooc_model::Similarity;
+
+/// Validates `cooc train`'s arguments into a plan (`threads`: the compute pool's size, as
+/// built). The one place that checks them: the pipeline trusts the plan.
+pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Result<TrainPlan> {
+    let bad = |m: String| -> anyhow::Error { ConfigError(m).into() };
+    if !(1..=MAX_TOP_K).contains(&a.k) {
+        return Err(bad(format!("--k {} is outside 1..={MAX_TOP_K}", a.k)));
+    }
+    let holdout = matches!(a.holdout, Holdout::Last);
+    if a.min_hit_rate.is_some() && !holdout {
+        return Err(bad("--min-hit-rate needs --holdout last".into()));
+    }
+    let basket_by = match a.basket_window {
+        None => BasketBy::Customer,
+        Some(d) if d.as_micros() == 0 => {
+            return Err(bad("--basket-window must be positive".into()))
+        }
+        Some(d) => BasketBy::Window(d.as_micros().min(i64::MAX as u128) as i64),
+    };
+    let source = match (a.format, a.orders.clone()) {
+        (_, None) => Source::Synthetic {
+            spec: GenSpec::preset(a.generate.expect("clap requires an input"), a.seed),
+            basket_by,
+        },
+        (Format::Orders, Some(path)) => Source::Orders { path, basket_by },
+        (Format::Baskets, Some(path)) => {
+            if a.basket_window.is_some() {
+                return Err(bad("--basket-window applies to --format orders only".into()));
+            }
+            if holdout {
+                return Err(bad(
+                    "--holdout last needs created_at: use --format orders".into()
+                ));
+            }
+            Source::Baskets { path }
+        }
+    };
+    if a.chunk_bytes == Some(0) {
+        return Err(bad("--chunk-bytes must be positive".into()));
+    }
+    Ok(TrainPlan {
+        source,
+        books: a.books.clone(),
+        similarity: match a.similarity {
+            SimilarityArg::Cosine => Similarity::Cosine,
+            SimilarityArg::Jaccard => Similarity::Jaccard,
+        },
+        k: a.k,
+        holdout,
+        gates: Gates {
+            min_hit_rate: a.min_hit_rate,
+            min_avg_top1: a.min_avg_top1_cosine,
+        },
+        output: match &a.out {
+            Some(p) => Output::File(p.clone()),
+            None => Output::Store {
+                dir: a.model_dir.clone(),
+                promote: !a.no_promote,
+            },
+        },
+        threads,
+        backend,
+        chunk_bytes: a.chunk_bytes,
+    })
+}
+
+/// This command line without `--local-ranks` (and its value): what each local rank runs.
+fn child_args() -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--local-ranks" {
+            args.next();
+        } else if !a.to_string_lossy().starts_with("--local-ranks=") {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Runs `cooc train`; the exit code on success.
+pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
+    let backend = backend::resolve(a.backend, a.comm)?;
+    if let Some(n) = a.gang.local_ranks {
+        // The launcher validates and spawns: each rank builds its own plan and pool.
+        let per_rank = a.threads.unwrap_or_else(|| {
+            (std::thread::available_parallelism().map_or(1, |c| c.get()) / n.max(1) as usize).max(1)
+        });
+        train_plan(&a, per_rank, backend)?;
+        a.gang
+            .clone()
+            .launch(String::new(), |k| std::env::var(k).ok())?;
+        let code = launch::run_local(n, &child_args(), per_rank)?;
+        return Ok(code as u8);
+    }
+    let threads = init_pool(a.threads)?;
+    let plan = train_plan(&a, threads, backend)?;
+    let t = std::time::Instant::now();
+    let r = match a
+        .gang
+        .launch(plan.fingerprint(), |k| std::env::var(k).ok())?
+    {
+        Launch::Single | Launch::Local(_) => pipeline::train(&plan)?,
+        Launch::Member(setup) => {
+            let out = launch::run_member(&plan, setup, a.comm)?;
+            eprintln!(
+                "rank {}/{}: sent {} B, received {} B; {}",
+                out.rank,
+                out.world,
+                out.traffic.sent,
+                out.traffic.received,
+                if out.rank == 0 {
+                    "wrote the model"
+                } else {
+                    "rank 0 confirmed the write"
+                }
+            );
+            match out.report {
+                Some(r) => r,
+                None => return Ok(0),
+            }
+        }
+    };
+    summary(&r, t.elapsed().as_secs_f64());
+    Ok(0)
+}
+
+/// The run's one-line summary, on stderr.
+fn summary(r: &TrainReport, secs: f64) {
+    let phases: Vec<String> = r
+        .timings
+        .iter()
+        .map(|p| format!("{} {:.3}s", p.name, p.seconds))
+        .collect();
+    eprintln!(
+        "trained {} items, {} neighbours in {secs:.2}s ({}); wrote {} ({})",
+        r.meta.n_items,
+        r.meta.nnz,
+        phases.join(", "),
+        r.written,
+        r.path.display()
+    );
+}

@@ -1,0 +1,66 @@
+//! One basket per line (the arules/FIMI format): comma separated when the file has a comma
+//! anywhere, else whitespace separated; surrounding spaces trimmed.
+
+use std::path::Path;
+
+use super::csv::parse_int;
+use super::ids::{assign_ids, ColBuilder};
+use super::{io_err, Interactions};
+use crate::error::InputError;
+
+/// Reads a one-basket-per-line file.
+pub fn read_baskets(path: &Path) -> Result<Interactions, InputError> {
+    let data = std::fs::read(path).map_err(io_err(path))?;
+    let text = std::str::from_utf8(&data).map_err(|e| {
+        let line = 1 + memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count() as u64;
+        InputError::Row {
+            path: path.to_owned(),
+            line,
+            msg: "not UTF-8".into(),
+        }
+    })?;
+    let comma = text.contains(',');
+    fn split(line: &str, comma: bool) -> Vec<&str> {
+        if comma {
+            line.split(',').map(str::trim).collect()
+        } else {
+            line.split_ascii_whitespace().collect()
+        }
+    }
+    let tokens = |line| split(line, comma);
+    let all_int = text
+        .lines()
+        .flat_map(tokens)
+        .all(|t| t.is_empty() || parse_int(t.as_bytes()).is_some());
+    let mut item = ColBuilder::new(!all_int);
+    let mut basket = Vec::new();
+    let mut n_baskets = 0u32;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        for t in tokens(line) {
+            if t.is_empty() {
+                return Err(InputError::Row {
+                    path: path.to_owned(),
+                    line: i as u64 + 1,
+                    msg: "empty item (two separators in a row, or a trailing separator)".into(),
+                });
+            }
+            let _ = item.push(t.as_bytes());
+            basket.push(n_baskets);
+        }
+        n_baskets += 1;
+    }
+    let n_rows = basket.len() as u64;
+    let (item, item_keys) = assign_ids(vec![item.finish()]);
+    Ok(Interactions {
+        basket: vec![basket],
+        item,
+        time: Vec::new(),
+        n_baskets: n_baskets as usize,
+        item_keys,
+        n_rows,
+        fingerprint: format!("crc32:{:08x}:len={}", crc32fast::hash(&data), data.len()),
+    })
+}

@@ -1,0 +1,313 @@
+//! The training pipeline: the one place that decides read -> split -> count -> top-K ->
+//! evaluate -> gate -> publish, for one process ([`Solo`]) and for every rank of a gang
+//! alike. It produces exactly the artifact one process produces from the same input, for
+//! any world size and thread count.
+//!
+//! Data plan, per rank:
+//! 1-3. [`share`]: this rank's whole baskets with global item ids (a basket belongs to the
+//!    lowest rank that read rows of it).
+//! 4. Degrees (the diagonal `C_ii`) and per-item work (`Σ_b∋i |b|`) are all-reduced; items
+//!    are split into contiguous blocks of equal work.
+//! 5. Each training basket goes to the owners of the blocks its items fall in (at most
+//!    min(|b|, W) copies). Rank q then holds every basket that touches its rows, so it
+//!    counts and ranks its rows with the single-process kernel and the global degrees:
+//!    exact. This moves the baskets (~4 bytes per entry) instead of partial co-occurrence
+//!    rows (~8 bytes per co-occurring pair, ~20x more at size l).
+//! 6. Top-K blocks are gathered (all-gathered when evaluating: every rank scores its own
+//!    customers against the whole model); evaluation sums are exact fixed point.
+//! 7. Rank 0 builds the metadata, checks the gates, writes the artifact ([`publish`]), and
+//!    broadcasts the outcome; every other rank exits only after that confirmation.
+//!
+//! With one rank, steps 4-5 are the identity and are skipped; nothing else differs.
+//!
+//! Modules: [`share`] (steps 1-3), [`keys`] (pure key functions), [`codec`] (messages),
+//! [`agree`] (stopping as one, exit classes), [`publish`] (metadata, gates, write).
+
+pub mod agree;
+pub(crate) mod codec;
+pub(crate) mod keys;
+pub mod publish;
+pub(crate) mod share;
+
+use std::path::PathBuf;
+
+use crate::backend::Engine;
+use crate::csr::Csr;
+use crate::eval;
+use crate::gang::communicator::{Communicator, Solo, Traffic};
+use crate::gang::schedule::balanced_blocks;
+use crate::input::Interactions;
+use crate::kernel::{CoocIndex, TopK};
+use crate::plan::TrainPlan;
+use crate::progress::{Phase, Timings};
+use codec::{phase, BasketsOut, Failure, Summary, WriteOutcome};
+pub use publish::{TrainReport, Trained};
+
+/// What one rank did.
+#[derive(Debug)]
+pub struct RankReport {
+    /// This rank.
+    pub rank: u32,
+    /// Ranks in the gang.
+    pub world: u32,
+    /// The version (or file) rank 0 wrote; on other ranks, as rank 0 confirmed it.
+    pub written: String,
+    /// The artifact's path.
+    pub path: PathBuf,
+    /// Rank 0's report of the write; `None` on other ranks.
+    pub report: Option<TrainReport>,
+    /// How long each phase took on this rank.
+    pub timings: Timings,
+    /// Payload bytes this rank sent and received.
+    pub traffic: Traffic,
+}
+
+/// Trains in this process alone: the pipeline with a gang of one.
+pub fn train(plan: &TrainPlan) -> anyhow::Result<TrainReport> {
+    let r = run(plan, &Solo)?;
+    r.report
+        .ok_or_else(|| anyhow::anyhow!("a gang of one wrote no report (a bug)"))
+}
+
+/// Runs this rank's part of a training; every rank of the gang calls it with the same plan.
+pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankReport> {
+    let mut timings = Timings::default();
+    let (rank, world) = (comm.rank(), comm.world());
+    let engine = Engine::open(plan.backend, rank as usize)?;
+
+    let read = Phase::start("read");
+    let share::Share {
+        data,
+        crcs,
+        fingerprint,
+    } = share::read_share(plan, comm)?;
+    timings.finish(read);
+    tracing::info!(
+        rows = data.n_rows,
+        baskets = data.n_baskets,
+        items = data.item_keys.len(),
+        "rank {rank}/{world}: own baskets"
+    );
+
+    let count = Phase::start("count");
+    let mut t = std::time::Instant::now();
+    let n_items = data.item_keys.len();
+    let (train_baskets, test) = split_holdout(&data, plan.holdout);
+    share::step("baskets", &mut t);
+    let Interactions {
+        item_keys,
+        n_rows,
+        n_baskets,
+        ..
+    } = data;
+    log_baskets(&train_baskets);
+    let (index, rows) = if world == 1 {
+        (CoocIndex::build(&train_baskets, n_items), 0..n_items)
+    } else {
+        let mut dw = vec![0u64; 2 * n_items];
+        for b in 0..train_baskets.n_rows() {
+            let row = train_baskets.row(b);
+            for &i in row {
+                dw[i as usize] += 1;
+                dw[n_items + i as usize] += row.len() as u64;
+            }
+        }
+        comm.all_reduce_sum("summing degrees", &mut dw)?;
+        share::step("degrees", &mut t);
+        let degree: Vec<u32> = dw[..n_items].iter().map(|&d| d as u32).collect();
+        let blocks = balanced_blocks(&dw[n_items..], world);
+        drop(dw);
+        let mine = blocks[rank as usize].clone();
+        let local = route_baskets(comm, &train_baskets, &blocks, n_items)?;
+        share::step("route baskets", &mut t);
+        let index = CoocIndex::build_with_degree(&local, n_items, Some(degree), mine.clone());
+        (index, mine)
+    };
+    share::step("index", &mut t);
+    timings.finish(count);
+
+    let topk = Phase::start("similarity/top-K");
+    let block = engine.top_k(&index, plan.similarity, plan.k, rows)?;
+    let degree = index.degree().to_vec();
+    drop(index);
+    timings.finish(topk);
+
+    let model = gather_model(comm, block, plan.holdout, &mut timings)?;
+    let evaluation = match (&test, &model) {
+        (Some(test), Some(model)) => Some(timings.time("evaluate", || {
+            eval::evaluate_partial(model, &train_baskets, test, &degree, plan.k)
+        })),
+        _ => None,
+    };
+    let summary = Summary {
+        n_rows,
+        n_baskets: n_baskets as u64,
+        n_pairs: train_baskets.nnz() as u64,
+        crcs,
+        evaluation,
+    };
+    drop(train_baskets);
+    drop(test);
+    let summaries = comm.gather(phase::SUMMARIES, summary.encode())?;
+
+    let Some(all) = summaries else {
+        // Not rank 0: wait for its word on the write.
+        let bytes = comm.broadcast(phase::WRITE, 0, Vec::new())?;
+        return match WriteOutcome::decode(&bytes)? {
+            WriteOutcome::Written { written, path } => Ok(RankReport {
+                rank,
+                world,
+                written,
+                path: path.into(),
+                report: None,
+                timings,
+                traffic: comm.traffic(),
+            }),
+            WriteOutcome::Failed(f) => Err(f.into_peer_failed(0).into()),
+        };
+    };
+    // Rank 0: build the model's metadata, check the gates, write, and say how it went.
+    let result = (|| {
+        let all = all
+            .iter()
+            .enumerate()
+            .map(|(q, b)| Summary::decode(b, q as u32))
+            .collect::<Result<Vec<_>, _>>()?;
+        let model = model.ok_or_else(|| anyhow::anyhow!("rank 0 holds no model (a bug)"))?;
+        let trained = publish::assemble(plan, item_keys, model, &all, &fingerprint);
+        publish::publish(plan, trained, world, timings.clone())
+    })();
+    let said = match &result {
+        Ok(r) => WriteOutcome::Written {
+            written: r.written.clone(),
+            path: r.path.display().to_string(),
+        },
+        Err(e) => WriteOutcome::Failed(Failure::of(e)),
+    };
+    comm.broadcast(phase::WRITE, 0, said.encode())?;
+    let report = result?;
+    Ok(RankReport {
+        rank,
+        world,
+        written: report.written.clone(),
+        path: report.path.clone(),
+        timings: report.timings.clone(),
+        report: Some(report),
+        traffic: comm.traffic(),
+    })
+}
+
+/// Training baskets and, with `holdout`, each basket's held-out last order.
+pub fn split_holdout(data: &Interactions, holdout: bool) -> (Csr, Option<Csr>) {
+    let keep = holdout.then(|| eval::holdout_last(data));
+    let train = Csr::from_pairs(data.n_baskets, &data.basket, &data.item, keep.as_deref());
+    let test = keep.as_ref().map(|keep| {
+        let flipped: Vec<Vec<bool>> = keep
+            .iter()
+            .map(|v| v.iter().map(|b| !b).collect())
+            .collect();
+        Csr::from_pairs(data.n_baskets, &data.basket, &data.item, Some(&flipped))
+    });
+    (train, test)
+}
+
+fn log_baskets(baskets: &Csr) {
+    let sizes = (0..baskets.n_rows()).map(|b| baskets.row_len(b));
+    let work: u64 = sizes.clone().map(|n| (n as u64).pow(2)).sum();
+    let widest = sizes.max().unwrap_or(0);
+    tracing::info!(
+        pairs = baskets.nnz(),
+        pair_updates = work,
+        widest_basket = widest,
+        "baskets built"
+    );
+}
+
+/// Step 6: every rank's top-K block, in item order, on rank 0 (on every rank when `all`,
+/// for the evaluation); `None` where not gathered.
+fn gather_model(
+    comm: &dyn Communicator,
+    block: TopK,
+    all: bool,
+    timings: &mut Timings,
+) -> anyhow::Result<Option<TopK>> {
+    if comm.world() == 1 {
+        return Ok(Some(block));
+    }
+    let phase = Phase::start("gather");
+    let msg = codec::encode_topk(&block);
+    drop(block);
+    let blocks_in = if all {
+        Some(comm.all_gather(phase::MODEL, &msg)?)
+    } else {
+        comm.gather(phase::MODEL, msg)?
+    };
+    let model = blocks_in
+        .map(|blocks| -> anyhow::Result<TopK> {
+            let mut model = TopK::default();
+            for (q, bytes) in blocks.iter().enumerate() {
+                model.append(codec::decode_topk(bytes, q as u32)?);
+            }
+            Ok(model)
+        })
+        .transpose()?;
+    timings.finish(phase);
+    Ok(model)
+}
+
+/// Step 5: sends each training basket of two or more items to every rank whose item block
+/// it touches; returns the baskets this rank received. (A one-item basket adds only to a
+/// degree, which is already global.)
+fn route_baskets(
+    comm: &dyn Communicator,
+    baskets: &Csr,
+    blocks: &[std::ops::Range<usize>],
+    n_items: usize,
+) -> anyhow::Result<Csr> {
+    let world = comm.world() as usize;
+    let mut owner = vec![0u32; n_items];
+    for (q, b) in blocks.iter().enumerate() {
+        owner[b.clone()].fill(q as u32);
+    }
+    let mut out: Vec<BasketsOut> = (0..world).map(|_| BasketsOut::default()).collect();
+    for b in 0..baskets.n_rows() {
+        let row = baskets.row(b);
+        if row.len() < 2 {
+            continue;
+        }
+        // Items ascend and blocks are contiguous, so owners ascend too.
+        let mut last = u32::MAX;
+        for &i in row {
+            let q = owner[i as usize];
+            if q != last {
+                out[q as usize].push(row);
+                last = q;
+            }
+        }
+    }
+    // This rank's own share stays here; the others travel as raw little-endian words.
+    let me = comm.rank() as usize;
+    let own = std::mem::take(&mut out[me]);
+    let msgs = out.into_iter().map(BasketsOut::encode).collect();
+    let got = comm.all_to_all(phase::BASKETS, msgs)?;
+    let words = got
+        .iter()
+        .enumerate()
+        .map(|(q, bytes)| {
+            if q == me {
+                Ok(std::borrow::Cow::Borrowed(own.words()))
+            } else {
+                codec::basket_words(bytes, q as u32)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: usize = words.iter().map(|w| w.len()).sum();
+    let mut csr = Csr {
+        offsets: vec![0],
+        values: Vec::with_capacity(total),
+    };
+    for (q, w) in words.iter().enumerate() {
+        codec::append_baskets(&mut csr, w, q as u32, n_items)?;
+    }
+    Ok(csr)
+}

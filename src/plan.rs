@@ -1,0 +1,157 @@
+//! A training run, validated: what to read, how to score, where to write, on which
+//! backend. Built once by [`crate::cli`] (or a caller such as the demo) and never re-checked
+//! by the pipeline; every rank of a gang builds the same plan, and [`TrainPlan::fingerprint`]
+//! is what their handshake compares.
+
+use std::path::{Path, PathBuf};
+
+use cooc_model::Similarity;
+
+use crate::backend::Backend;
+use crate::gen::GenSpec;
+use crate::input::{BasketBy, OrdersFile};
+
+/// Largest K a model may keep.
+pub const MAX_TOP_K: usize = 1000;
+
+/// Chunk size of an orders file read by a gang: fixed, so every rank plans the same chunks
+/// whatever its thread count.
+pub const GANG_CHUNK_BYTES: u64 = 8 << 20;
+
+/// Where training pairs come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A Bookstore orders CSV.
+    Orders {
+        /// The file.
+        path: PathBuf,
+        /// How its rows group into baskets.
+        basket_by: BasketBy,
+    },
+    /// One basket per line.
+    Baskets {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The Bookstore dataset generated in memory (each rank generates only its customers).
+    Synthetic {
+        /// What to generate.
+        spec: GenSpec,
+        /// How its rows group into baskets.
+        basket_by: BasketBy,
+    },
+}
+
+impl Source {
+    /// What every rank of a gang must agree on about the input, cheaply: the handshake
+    /// compares it before any data flows.
+    pub fn describe(&self) -> String {
+        let file = |p: &PathBuf| {
+            let len = std::fs::metadata(p).map_or(0, |m| m.len());
+            let name = p
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            format!("{name}:len={len}")
+        };
+        match self {
+            Source::Orders { path, basket_by } => format!("orders:{}:{basket_by:?}", file(path)),
+            Source::Baskets { path } => format!("baskets:{}", file(path)),
+            Source::Synthetic { spec, basket_by } => {
+                format!("{}:{basket_by:?}", spec.fingerprint())
+            }
+        }
+    }
+
+    /// Whether rows carry a time that grouping needs (`--basket-window`).
+    pub fn windowed(&self) -> bool {
+        matches!(
+            self,
+            Source::Orders {
+                basket_by: BasketBy::Window(_),
+                ..
+            } | Source::Synthetic {
+                basket_by: BasketBy::Window(_),
+                ..
+            }
+        )
+    }
+}
+
+/// Where the artifact goes.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Publish as a new version of a model store; promote it to `CURRENT` unless told not to.
+    Store {
+        /// The store's directory.
+        dir: PathBuf,
+        /// Make the new version live.
+        promote: bool,
+    },
+    /// Write one artifact file.
+    File(PathBuf),
+}
+
+/// Quality gates; a model below any of them is not registered (exit code 2).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gates {
+    /// Least HitRate@K on the hold-out.
+    pub min_hit_rate: Option<f64>,
+    /// Least mean first-neighbour score (the guide's `avg_top1_cosine`).
+    pub min_avg_top1: Option<f64>,
+}
+
+/// A training run, validated.
+#[derive(Debug, Clone)]
+pub struct TrainPlan {
+    /// The input.
+    pub source: Source,
+    /// `books.csv` with titles and authors to store.
+    pub books: Option<PathBuf>,
+    /// The similarity measure.
+    pub similarity: Similarity,
+    /// Neighbours kept per item, 1..=[`MAX_TOP_K`].
+    pub k: usize,
+    /// Hold out each customer's last order and evaluate at `k` (orders input only).
+    pub holdout: bool,
+    /// Quality gates checked before anything is written.
+    pub gates: Gates,
+    /// Where the model goes.
+    pub output: Output,
+    /// Threads of the compute pool (the caller builds the pool).
+    pub threads: usize,
+    /// Where counts are computed, resolved against this build and machine.
+    pub backend: Backend,
+    /// Bytes per chunk of an orders file; `None` picks them: a few chunks per thread for
+    /// one process, [`GANG_CHUNK_BYTES`] for a gang (where every rank must plan alike).
+    pub chunk_bytes: Option<u64>,
+}
+
+impl TrainPlan {
+    /// The parameters and input every rank of a gang must share, for the handshake.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}",
+            self.source.describe(),
+            self.similarity,
+            self.k,
+            self.holdout,
+            self.gates,
+            self.books.is_some(),
+            self.chunk_bytes,
+        )
+    }
+
+    /// The chunk size for reading `path` with `world` ranks.
+    pub fn chunk_bytes_for(&self, path: &Path, world: u32) -> u64 {
+        match self.chunk_bytes {
+            Some(b) => b,
+            None if world == 1 => OrdersFile::default_target(path),
+            None => GANG_CHUNK_BYTES,
+        }
+    }
+
+    /// Whether rows must keep their `created_at` (hold-out or time windows).
+    pub fn needs_time(&self) -> bool {
+        self.holdout || self.source.windowed()
+    }
+}

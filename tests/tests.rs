@@ -1,0 +1,13 @@
+//! The integration tests of `cooc`, as one test binary (one link, not one per area), one
+//! module per area. The container tests, which need Docker and a built image, are the
+//! separate `containers` binary.
+
+mod common;
+
+mod cli;
+mod gang;
+mod gpu;
+mod kernel_props;
+mod layers;
+mod manifests;
+mod submit;
