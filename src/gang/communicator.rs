@@ -28,6 +28,16 @@ pub enum CommError {
         /// What went wrong.
         detail: String,
     },
+    /// A peer sent a message this rank cannot use (a bug, or ranks of different builds).
+    #[error("rank {rank} sent a malformed message during {phase}: {detail}")]
+    Malformed {
+        /// The rank.
+        rank: u32,
+        /// The step, e.g. "routing rows".
+        phase: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A link failed to form (authentication, another job).
     #[error(transparent)]
     Link(#[from] LinkError),
@@ -50,7 +60,7 @@ impl CommError {
         match self {
             CommError::Missing { .. } | CommError::Lost { .. } => true,
             CommError::Nccl { retriable, .. } => *retriable,
-            CommError::Link(_) => false,
+            CommError::Link(_) | CommError::Malformed { .. } => false,
         }
     }
 }

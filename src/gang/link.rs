@@ -32,6 +32,7 @@ const EXPORT_LABEL: &[u8] = b"cooc rendezvous v1";
 /// QUIC application close codes.
 const CLOSE_AUTH: u32 = 1;
 const CLOSE_MISMATCH: u32 = 2;
+const CLOSE_OTHER_RUN: u32 = 4;
 /// A hello is small; anything larger is not a cooc peer.
 const MAX_HELLO: u32 = 64 * 1024;
 
@@ -91,6 +92,15 @@ pub enum LinkError {
         /// What went wrong.
         detail: String,
     },
+    /// A peer with the secret but of another run (job or restart attempt): refused, and the
+    /// gang goes on without it.
+    #[error("peer {peer} belongs to another run: {detail}")]
+    OtherRun {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// What differs.
+        detail: String,
+    },
     /// A peer broke the handshake protocol.
     #[error("peer {peer}: {detail}")]
     Protocol {
@@ -104,6 +114,26 @@ pub enum LinkError {
     Closed,
 }
 
+impl LinkError {
+    /// The QUIC close code that tells the peer why it was refused.
+    fn close_code(&self) -> u32 {
+        match self {
+            LinkError::OtherRun { .. } => CLOSE_OTHER_RUN,
+            _ => CLOSE_MISMATCH,
+        }
+    }
+
+    /// What differs, for a mismatch; the whole message otherwise.
+    fn detail(&self) -> String {
+        match self {
+            LinkError::Mismatch { detail, .. } | LinkError::OtherRun { detail, .. } => {
+                detail.clone()
+            }
+            e => e.to_string(),
+        }
+    }
+}
+
 /// An established, authenticated link.
 #[derive(Debug)]
 pub struct Link {
@@ -111,6 +141,51 @@ pub struct Link {
     pub conn: quinn::Connection,
     /// What the peer said about itself (already checked against this rank).
     pub peer: Hello,
+}
+
+/// Authenticates incoming connections: this rank's secret and hello, shareable across
+/// tasks.
+#[derive(Clone)]
+pub struct Authenticator {
+    secret: Arc<[u8]>,
+    hello: Hello,
+}
+
+impl Authenticator {
+    /// Completes the TLS handshake of `incoming` and checks the peer's sealed hello. A
+    /// refused peer is an `Err` for this one connection only. Callers bound it with a
+    /// deadline: a client that completes TLS and then says nothing must not hold a rank.
+    pub async fn authenticate(&self, incoming: quinn::Incoming) -> Result<Link, LinkError> {
+        let peer = incoming.remote_address();
+        let conn = incoming.await.map_err(|e| LinkError::Connect {
+            peer,
+            detail: e.to_string(),
+        })?;
+        let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| LinkError::Protocol {
+            peer,
+            detail: e.to_string(),
+        })?;
+        let binding = session_binding(&conn, peer)?;
+        let frame = read_frame(&mut recv, peer).await?;
+        let theirs = match open(&self.secret, Role::Client, &binding, &frame, peer) {
+            Ok(h) => h,
+            Err(e) => {
+                conn.close(CLOSE_AUTH.into(), b"authentication failed");
+                return Err(e);
+            }
+        };
+        if let Err(e) = check_peer(&self.hello, &theirs, None, peer) {
+            conn.close(e.close_code().into(), e.detail().as_bytes());
+            return Err(e);
+        }
+        write_frame(
+            &mut send,
+            &sealed(&self.secret, &self.hello, Role::Server, &binding),
+            peer,
+        )
+        .await?;
+        Ok(Link { conn, peer: theirs })
+    }
 }
 
 /// This rank's endpoint: accepts and opens authenticated links.
@@ -185,48 +260,65 @@ impl Node {
             detail: e.to_string(),
         })?;
         let binding = session_binding(&conn, peer)?;
-        write_frame(&mut send, &self.sealed(Role::Client, &binding), peer).await?;
+        write_frame(
+            &mut send,
+            &sealed(&self.secret, &self.hello, Role::Client, &binding),
+            peer,
+        )
+        .await?;
         let reply = match read_frame(&mut recv, peer).await {
             Ok(r) => r,
             // The server closes with CLOSE_AUTH/CLOSE_MISMATCH when it refuses us.
             Err(e) => return Err(refusal(&conn, peer).unwrap_or(e)),
         };
-        let theirs = self.open(Role::Server, &binding, &reply, peer)?;
-        if let Err(detail) = compatible(&self.hello, &theirs, Some(expect_rank)) {
-            conn.close(CLOSE_MISMATCH.into(), detail.as_bytes());
-            return Err(LinkError::Mismatch { peer, detail });
+        let theirs = open(&self.secret, Role::Server, &binding, &reply, peer)?;
+        if let Err(e) = check_peer(&self.hello, &theirs, Some(expect_rank), peer) {
+            conn.close(e.close_code().into(), e.detail().as_bytes());
+            return Err(e);
         }
         Ok(Link { conn, peer: theirs })
     }
 
-    /// Accepts the next connection and authenticates it. A refused peer is an `Err` for this
-    /// one connection only: call again to keep accepting.
-    pub async fn accept(&self) -> Result<Link, LinkError> {
-        let incoming = self.endpoint.accept().await.ok_or(LinkError::Closed)?;
-        let peer = incoming.remote_address();
-        let conn = incoming.await.map_err(|e| LinkError::Connect {
-            peer,
-            detail: e.to_string(),
-        })?;
-        let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| LinkError::Protocol {
-            peer,
-            detail: e.to_string(),
-        })?;
-        let binding = session_binding(&conn, peer)?;
-        let frame = read_frame(&mut recv, peer).await?;
-        let theirs = match self.open(Role::Client, &binding, &frame, peer) {
-            Ok(h) => h,
-            Err(e) => {
-                conn.close(CLOSE_AUTH.into(), b"authentication failed");
-                return Err(e);
-            }
-        };
-        if let Err(detail) = compatible(&self.hello, &theirs, None) {
-            conn.close(CLOSE_MISMATCH.into(), detail.as_bytes());
-            return Err(LinkError::Mismatch { peer, detail });
+    /// Waits for the next incoming connection, not yet authenticated; `None` once the
+    /// endpoint is closed.
+    pub async fn incoming(&self) -> Option<quinn::Incoming> {
+        self.endpoint.accept().await
+    }
+
+    /// What [`Node::authenticate`] needs, detached from the node so that each incoming
+    /// connection can be authenticated in a task of its own.
+    pub fn authenticator(&self) -> Authenticator {
+        Authenticator {
+            secret: self.secret.clone(),
+            hello: self.hello.clone(),
         }
-        write_frame(&mut send, &self.sealed(Role::Server, &binding), peer).await?;
-        Ok(Link { conn, peer: theirs })
+    }
+
+    /// Test support: accepts and authenticates the next connection.
+    #[cfg(test)]
+    pub(crate) async fn accept(&self) -> Result<Link, LinkError> {
+        let incoming = self.incoming().await.ok_or(LinkError::Closed)?;
+        self.authenticator().authenticate(incoming).await
+    }
+
+    /// Test support: dials `peer` and completes TLS, then (with `promise`) opens a stream
+    /// and announces a hello it never sends; the connection is held open by keep-alives.
+    #[cfg(test)]
+    pub(crate) async fn dial_silently(&self, peer: SocketAddr, promise: bool) -> quinn::Connection {
+        let conn = self
+            .endpoint
+            .connect(peer, SERVER_NAME)
+            .expect("dial")
+            .await
+            .expect("TLS completes");
+        if promise {
+            let (mut send, _recv) = conn.open_bi().await.expect("a stream");
+            send.write_all(&64u32.to_le_bytes())
+                .await
+                .expect("a length");
+            std::mem::forget(send);
+        }
+        conn
     }
 
     /// Closes every link and waits until the peers have been told.
@@ -234,36 +326,58 @@ impl Node {
         self.endpoint.close(0u32.into(), reason.as_bytes());
         self.endpoint.wait_idle().await;
     }
+}
 
-    fn sealed(&self, role: Role, binding: &[u8]) -> Vec<u8> {
-        let body = bincode::serde::encode_to_vec(&self.hello, bincode::config::standard())
-            .expect("a Hello always encodes");
-        let mut out = tag(&self.secret, role, binding, &body).to_vec();
-        out.extend_from_slice(&body);
-        out
+/// This rank's hello, sealed with the secret and bound to the TLS session.
+fn sealed(secret: &[u8], hello: &Hello, role: Role, binding: &[u8]) -> Vec<u8> {
+    let body = bincode::serde::encode_to_vec(hello, bincode::config::standard())
+        .expect("a Hello always encodes");
+    let mut out = tag(secret, role, binding, &body).to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The peer's hello, if its seal is good.
+fn open(
+    secret: &[u8],
+    role: Role,
+    binding: &[u8],
+    frame: &[u8],
+    peer: SocketAddr,
+) -> Result<Hello, LinkError> {
+    if frame.len() < 32 {
+        return Err(LinkError::Auth { peer });
     }
-
-    fn open(
-        &self,
-        role: Role,
-        binding: &[u8],
-        frame: &[u8],
-        peer: SocketAddr,
-    ) -> Result<Hello, LinkError> {
-        if frame.len() < 32 {
-            return Err(LinkError::Auth { peer });
-        }
-        let (mac, body) = frame.split_at(32);
-        let mut m = mac_for(&self.secret, role, binding);
-        m.update(body);
-        m.verify_slice(mac).map_err(|_| LinkError::Auth { peer })?;
-        let (hello, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-            .map_err(|e| LinkError::Protocol {
+    let (mac, body) = frame.split_at(32);
+    let mut m = mac_for(secret, role, binding);
+    m.update(body);
+    m.verify_slice(mac).map_err(|_| LinkError::Auth { peer })?;
+    let (hello, _) =
+        bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(|e| {
+            LinkError::Protocol {
                 peer,
                 detail: format!("bad hello: {e}"),
-            })?;
-        Ok(hello)
-    }
+            }
+        })?;
+    Ok(hello)
+}
+
+/// [`compatible`] as a typed error: a peer of another run (job or restart attempt) is
+/// [`LinkError::OtherRun`], to be refused without failing this one; any other difference
+/// is [`LinkError::Mismatch`].
+fn check_peer(
+    me: &Hello,
+    theirs: &Hello,
+    expect_rank: Option<u32>,
+    peer: SocketAddr,
+) -> Result<(), LinkError> {
+    compatible(me, theirs, expect_rank).map_err(|detail| {
+        if theirs.job != me.job || theirs.restart_attempt != me.restart_attempt {
+            LinkError::OtherRun { peer, detail }
+        } else {
+            LinkError::Mismatch { peer, detail }
+        }
+    })
 }
 
 /// A peer that says nothing for this long is lost (a SIGKILLed rank sends no goodbye).
@@ -373,6 +487,12 @@ fn refusal(conn: &quinn::Connection, peer: SocketAddr) -> Option<LinkError> {
         }
         quinn::ConnectionError::ApplicationClosed(c) if c.error_code == CLOSE_MISMATCH.into() => {
             Some(LinkError::Mismatch {
+                peer,
+                detail: String::from_utf8_lossy(&c.reason).into_owned(),
+            })
+        }
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == CLOSE_OTHER_RUN.into() => {
+            Some(LinkError::OtherRun {
                 peer,
                 detail: String::from_utf8_lossy(&c.reason).into_owned(),
             })
@@ -523,18 +643,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_different_job_is_a_named_mismatch() {
+    async fn a_different_job_is_another_run_and_other_parameters_a_mismatch() {
         let a = node(SECRET, hello(0));
         let mut other = hello(1);
         other.job = "uid-2".into();
         let b = node(SECRET, other);
         let addr = a.local_addr().unwrap();
         let (acc, con) = tokio::join!(a.accept(), b.connect(addr, 0));
-        let e = acc.unwrap_err().to_string();
+        let e = acc.unwrap_err();
+        assert!(matches!(e, LinkError::OtherRun { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(
             e.contains("uid-2") && e.contains("uid-1") && e.contains("rank 1"),
             "{e}"
         );
+        assert!(matches!(con, Err(LinkError::OtherRun { .. })), "{con:?}");
+        // Same job, other parameters: the same gang misconfigured, a fatal mismatch.
+        let mut other = hello(2);
+        other.fingerprint = "crc32:9:len=9".into();
+        let c = node(SECRET, other);
+        let (acc, con) = tokio::join!(a.accept(), c.connect(addr, 0));
+        assert!(matches!(acc, Err(LinkError::Mismatch { .. })), "{acc:?}");
         assert!(matches!(con, Err(LinkError::Mismatch { .. })), "{con:?}");
     }
 

@@ -37,6 +37,8 @@ const BACKOFF_START: Duration = Duration::from_millis(50);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Longest single connection attempt.
 const ATTEMPT: Duration = Duration::from_secs(2);
+/// How long an incoming connection may take to complete TLS and send its sealed hello.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Joins the gang: connects to every lower rank (retrying with capped exponential backoff,
 /// resolving `peers[q]` afresh each time, so a name that appears late or moves is found) and
@@ -53,25 +55,53 @@ pub async fn rendezvous(
     arrived.lock().unwrap_or_else(|p| p.into_inner())[rank as usize] = true;
     let mark = |q: u32| arrived.lock().unwrap_or_else(|p| p.into_inner())[q as usize] = true;
 
+    // Each incoming connection is authenticated in a task of its own, under a short
+    // deadline: a client that completes TLS and then says nothing (or promises a hello it
+    // never sends) is dropped, and never delays the ranks behind it.
     let accept_higher = async {
         let mut got = Vec::new();
+        let mut pending = tokio::task::JoinSet::new();
+        let auth = node.authenticator();
         while got.len() < (world - 1 - rank) as usize {
-            match node.accept().await {
-                Ok(Link { conn, peer })
-                    if peer.rank > rank && !got.iter().any(|(q, _)| *q == peer.rank) =>
-                {
-                    mark(peer.rank);
-                    got.push((peer.rank, conn));
+            tokio::select! {
+                incoming = node.incoming() => {
+                    let Some(incoming) = incoming else {
+                        return Err(CommError::Link(LinkError::Closed));
+                    };
+                    let auth = auth.clone();
+                    let from = incoming.remote_address();
+                    pending.spawn(async move {
+                        tokio::time::timeout(HELLO_DEADLINE, auth.authenticate(incoming))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(LinkError::Protocol {
+                                    peer: from,
+                                    detail: format!(
+                                        "no hello within {} s",
+                                        HELLO_DEADLINE.as_secs()
+                                    ),
+                                })
+                            })
+                    });
                 }
-                Ok(Link { conn, peer }) => {
-                    tracing::warn!(
-                        peer = peer.rank,
-                        "unexpected or duplicate connection, closed"
-                    );
-                    conn.close(3u32.into(), b"unexpected rank");
-                }
-                Err(e @ LinkError::Mismatch { .. }) => return Err(CommError::from(e)),
-                Err(e) => tracing::warn!("refused a connection: {e}"),
+                Some(done) = pending.join_next() => match done {
+                    Ok(Ok(Link { conn, peer }))
+                        if peer.rank > rank && !got.iter().any(|(q, _)| *q == peer.rank) =>
+                    {
+                        mark(peer.rank);
+                        got.push((peer.rank, conn));
+                    }
+                    Ok(Ok(Link { conn, peer })) => {
+                        tracing::warn!(
+                            peer = peer.rank,
+                            "unexpected or duplicate connection, closed"
+                        );
+                        conn.close(3u32.into(), b"unexpected rank");
+                    }
+                    Ok(Err(e @ LinkError::Mismatch { .. })) => return Err(CommError::from(e)),
+                    Ok(Err(e)) => tracing::warn!("refused a connection: {e}"),
+                    Err(e) => tracing::warn!("authenticating a connection failed: {e}"),
+                },
             }
         }
         Ok(got)
@@ -87,6 +117,9 @@ pub async fn rendezvous(
                     Ok(addr) => match tokio::time::timeout(ATTEMPT, node.connect(addr, q)).await {
                         Ok(Ok(link)) => break link.conn,
                         Ok(Err(e @ LinkError::Mismatch { .. })) => return Err(CommError::from(e)),
+                        Ok(Err(e @ LinkError::OtherRun { .. })) => {
+                            tracing::warn!(peer = q, "refused: {e}")
+                        }
                         Ok(Err(e)) => tracing::debug!(peer = q, "not yet: {e}"),
                         Err(_) => tracing::debug!(peer = q, "not yet: no answer from {addr}"),
                     },
@@ -139,6 +172,31 @@ pub async fn rendezvous(
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
     })
+}
+
+/// A block of `len` little-endian u64s from rank `from`, whatever the buffer's alignment;
+/// a block of any other length is a named error, never a panic.
+fn u64_block(
+    bytes: &[u8],
+    len: usize,
+    from: u32,
+    phase: &'static str,
+) -> Result<Vec<u64>, CommError> {
+    if bytes.len() != len * 8 {
+        return Err(CommError::Malformed {
+            rank: from,
+            phase,
+            detail: format!(
+                "a block of {} bytes where {} u64s were due",
+                bytes.len(),
+                len
+            ),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect())
 }
 
 /// Resolves `host:port`, never caching a failure (each attempt asks again).
@@ -304,12 +362,7 @@ impl Mesh {
                 self.recv(e.recv_from, phase)
             );
             sent?;
-            let got = got?;
-            let theirs: &[u64] = bytemuck::try_cast_slice(&got).map_err(|_| CommError::Lost {
-                rank: e.recv_from,
-                phase,
-                detail: format!("a block of {} bytes is not whole u64s", got.len()),
-            })?;
+            let theirs = u64_block(&got?, blocks[me].len(), e.recv_from, phase)?;
             for (a, b) in v[blocks[me].clone()].iter_mut().zip(theirs) {
                 *a += b;
             }
@@ -318,10 +371,7 @@ impl Mesh {
         let all = self.all_gather(phase, &mine).await?;
         for (q, bytes) in all.iter().enumerate() {
             if q != me {
-                let src: Vec<u64> = bytes
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect();
+                let src = u64_block(bytes, blocks[q].len(), q as u32, phase)?;
                 v[blocks[q].clone()].copy_from_slice(&src);
             }
         }
@@ -377,6 +427,53 @@ mod tests {
             .map(|n| n.local_addr().unwrap().to_string())
             .collect();
         (nodes, peers)
+    }
+
+    /// Clients that complete TLS and then say nothing, or promise a hello they never send,
+    /// hold connections to rank 0 while a 2-rank gang forms: the gang still forms, long
+    /// before its rendezvous deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_clients_do_not_stop_a_gang_from_forming() {
+        let (mut nodes, peers) = nodes(2);
+        let rogue = |job: &str| {
+            let hello = Hello {
+                protocol: PROTOCOL_VERSION,
+                job: job.into(),
+                restart_attempt: 0,
+                rank: 1,
+                world: 2,
+                fingerprint: "fp".into(),
+            };
+            Node::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                b"a secret nobody in this gang has",
+                hello,
+            )
+            .unwrap()
+        };
+        let (r1, r2) = (rogue("x"), rogue("y"));
+        let rank0: std::net::SocketAddr = peers[0].parse().unwrap();
+        let n1 = nodes.pop().unwrap();
+        let n0 = nodes.pop().unwrap();
+        let p0 = peers.clone();
+        let rank0_task =
+            tokio::spawn(async move { rendezvous(n0, 0, &p0, Duration::from_secs(30)).await });
+        let _held = r1.dial_silently(rank0, false).await;
+        let _promised = r2.dial_silently(rank0, true).await;
+        let started = Instant::now();
+        let m1 = rendezvous(n1, 1, &peers, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let m0 = rank0_task.await.unwrap().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the gang took {:?} to form",
+            started.elapsed()
+        );
+        let (a, b) = tokio::join!(m0.barrier("formed"), m1.barrier("formed"));
+        a.unwrap();
+        b.unwrap();
+        tokio::join!(m0.close("done"), m1.close("done"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
