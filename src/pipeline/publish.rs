@@ -12,7 +12,7 @@ use cooc_model::{Keys, ModelMeta, ModelParts, Provenance};
 
 use super::codec::{ChunkCrc, Summary};
 use super::share::Fingerprint;
-use crate::error::GateError;
+use crate::error::{GateError, InputError};
 use crate::eval::EvalPartial;
 use crate::input::{self, Books};
 use crate::kernel::TopK;
@@ -87,6 +87,28 @@ pub(crate) fn assemble(
         topk: model,
         meta,
     }
+}
+
+/// An input with no rows, or whose baskets never share two items, would make a model that
+/// answers nothing: bad input (exit 2), named by its file, and nothing is registered.
+pub fn check_not_empty(plan: &TrainPlan, meta: &ModelMeta) -> Result<(), InputError> {
+    let path = match &plan.source {
+        Source::Orders { path, .. } | Source::Baskets { path } => path.clone(),
+        Source::Synthetic { spec, .. } => {
+            PathBuf::from(format!("<generated {}>", spec.fingerprint()))
+        }
+    };
+    let msg = if meta.n_rows == 0 {
+        "no rows to train on (only a header, or an empty file)"
+    } else if meta.nnz == 0 {
+        "no two items share a basket: the model would have no neighbours"
+    } else {
+        return Ok(());
+    };
+    Err(InputError::File {
+        path,
+        msg: msg.into(),
+    })
 }
 
 /// Checks the gates; `Err` means nothing may be registered.
@@ -180,6 +202,7 @@ pub(crate) fn publish(
         avg_top1_cosine = trained.meta.avg_top1_score,
         "model quality"
     );
+    check_not_empty(plan, &trained.meta)?;
     check_gates(&trained.meta, &plan.gates)?;
     let books = read_books(plan)?;
 
@@ -203,10 +226,10 @@ pub(crate) fn publish(
         }
         Output::Store { dir, promote } => {
             let store = ModelStore::new(dir);
-            let version = version_name(now, check.identity_digest());
-            let path = store
-                .publish(&version, &bytes)
-                .with_context(|| format!("publishing version {version}"))?;
+            let base = version_name(now, check.identity_digest());
+            let (version, path) = store
+                .publish_new(&base, &bytes)
+                .with_context(|| format!("publishing version {base}"))?;
             if *promote {
                 store
                     .promote(&version)

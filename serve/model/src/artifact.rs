@@ -77,12 +77,12 @@ impl Kind {
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not a cooc model.
     #[error("{path}: not a cooc model (bad magic)")]
@@ -288,9 +288,9 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 impl Model {
     /// Maps and validates a model file.
     pub fn open(path: &Path) -> Result<Model, ArtifactError> {
-        let io = |source| ArtifactError::Io {
+        let io = |error| ArtifactError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
@@ -631,7 +631,7 @@ fn check_strings(b: &[u8], offsets: &Range, bytes: &Range, n: usize) -> Result<(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample(keys: Keys) -> Vec<u8> {

@@ -4,14 +4,18 @@
 //! MODEL_DIR/
 //!   CURRENT                 the live version's name, one line
 //!   <version>/model.cooc    one artifact per version, never rewritten
+//!   <version>/CREATED       when it was published (ns since the Unix epoch)
 //! ```
 //!
-//! Every write is atomic (temp file, fsync, rename, fsync of the directory), so a reader
-//! (the server, a crashed trainer's successor) sees either the old state or the new one.
-//! Owns nothing about how models are trained or served.
+//! Every write is atomic (a temp file of a random name created with `O_EXCL`, fsync,
+//! rename, fsync of the directory), so a reader (the server, a crashed trainer's successor)
+//! sees either the old state or the new one, and concurrent writers never share a temp
+//! file. `CURRENT` is read as a version name (letters, digits, `.`, `_`, `-`), never as a
+//! path. Versions are ordered by when they were published, not by name. Owns nothing
+//! about how models are trained or served.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::artifact::{ArtifactError, Model};
@@ -20,17 +24,19 @@ use crate::artifact::{ArtifactError, Model};
 pub const MODEL_FILE: &str = "model.cooc";
 /// Name of the pointer file.
 pub const CURRENT_FILE: &str = "CURRENT";
+/// Name of the publication stamp inside a version directory.
+pub const CREATED_FILE: &str = "CREATED";
 
 /// Why a store operation failed. Every variant names the store or the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file of the store could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// No version of that name.
     #[error("model store {dir}: no version named {version:?}")]
@@ -67,6 +73,14 @@ pub enum StoreError {
         /// What went wrong.
         detail: String,
     },
+    /// CURRENT holds something other than a version name.
+    #[error("model store {dir}: CURRENT holds {found:?}, which is not a version name (letters, digits, '.', '_', '-'); refusing to follow it")]
+    BadCurrent {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What CURRENT holds.
+        found: String,
+    },
     /// No CURRENT version yet.
     #[error("model store {dir}: no CURRENT version yet")]
     NoCurrent {
@@ -79,9 +93,9 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -93,19 +107,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         _ => Path::new("."),
     };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io(path))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    // A random name, created exclusively: a PID is 1 in every container, and two writers
+    // in one process share it.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
+    // On failure the temp file is removed when `tmp` drops.
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_owned(),
+        error: e.error,
+    })?;
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
@@ -142,33 +158,80 @@ impl ModelStore {
         self.dir.join(version).join(MODEL_FILE)
     }
 
-    /// The live version, if any.
+    /// The live version, if any. `CURRENT` must hold a version name: anything else (a
+    /// path such as `../elsewhere/v1`) is refused, never followed.
     pub fn current(&self) -> Result<Option<String>, StoreError> {
         let p = self.dir.join(CURRENT_FILE);
-        match fs::read_to_string(&p) {
-            Ok(s) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&p)(e)),
+        let text = match fs::read_to_string(&p) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&p)(e)),
+        };
+        let v = text.trim();
+        if v.is_empty() {
+            return Ok(None);
         }
+        if !valid_name(v) {
+            return Err(StoreError::BadCurrent {
+                dir: self.dir.clone(),
+                found: v.chars().take(200).collect(),
+            });
+        }
+        Ok(Some(v.to_owned()))
     }
 
-    /// Every version with a model file, oldest first (names sort chronologically).
+    /// When `version` was published: its `CREATED` stamp, or (for versions written before
+    /// stamps existed) its model file's modification time.
+    fn created(&self, version: &str) -> u128 {
+        let vdir = self.dir.join(version);
+        fs::read_to_string(vdir.join(CREATED_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .or_else(|| {
+                let t = fs::metadata(vdir.join(MODEL_FILE)).ok()?.modified().ok()?;
+                Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every version with a model file, oldest first: by publication time, then name.
     pub fn versions(&self) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io(&self.dir)(e)),
         };
         for entry in entries {
             let entry = entry.map_err(io(&self.dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if valid_name(&name) && entry.path().join(MODEL_FILE).is_file() {
-                out.push(name);
+                out.push((self.created(&name), name));
             }
         }
         out.sort();
-        Ok(out)
+        Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// Publishes under `base`, or `base.1`, `base.2`, ... when another writer took the
+    /// name first (two trainers in the same millisecond); the name it got and the path.
+    pub fn publish_new(&self, base: &str, bytes: &[u8]) -> Result<(String, PathBuf), StoreError> {
+        for n in 0..1000u32 {
+            let version = if n == 0 {
+                base.to_owned()
+            } else {
+                format!("{base}.{n}")
+            };
+            match self.publish(&version, bytes) {
+                Ok(path) => return Ok((version, path)),
+                Err(StoreError::Exists { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Exists {
+            dir: self.dir.clone(),
+            version: format!("{base} (and 999 suffixes)"),
+        })
     }
 
     /// Writes a new version durably. Does not make it live.
@@ -193,6 +256,10 @@ impl ModelStore {
         }
         let path = vdir.join(MODEL_FILE);
         write_atomic(&path, bytes)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        write_atomic(&vdir.join(CREATED_FILE), format!("{now}\n").as_bytes())?;
         sync_dir(&self.dir)?;
         Ok(path)
     }
@@ -214,21 +281,20 @@ impl ModelStore {
         Ok(model)
     }
 
-    /// Makes the newest version older than the live one live; returns its name.
+    /// Makes the version published just before the live one live; returns its name.
     pub fn rollback(&self) -> Result<String, StoreError> {
         let current = self.current()?.ok_or_else(|| StoreError::NoCurrent {
             dir: self.dir.clone(),
         })?;
         let versions = self.versions()?;
-        let previous = versions
-            .iter()
-            .rev()
-            .find(|v| v.as_str() < current.as_str())
+        let at = versions.iter().position(|v| *v == current);
+        let previous = at
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| versions[i].clone())
             .ok_or_else(|| StoreError::NoPrevious {
                 dir: self.dir.clone(),
-                detail: format!("no version older than {current}"),
-            })?
-            .clone();
+                detail: format!("no version published before {current}"),
+            })?;
         self.promote(&previous)?;
         Ok(previous)
     }
@@ -277,5 +343,60 @@ mod tests {
             store.promote("nope"),
             Err(StoreError::NoSuchVersion { .. })
         ));
+    }
+
+    #[test]
+    fn current_must_name_a_version_never_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path());
+        for bad in ["../model/v1", "/etc/passwd", "v1/../../x", ".hidden"] {
+            fs::write(dir.path().join(CURRENT_FILE), bad).unwrap();
+            let e = store.current().unwrap_err();
+            assert!(matches!(e, StoreError::BadCurrent { .. }), "{bad}: {e}");
+            assert!(store.load_current().is_err());
+        }
+    }
+
+    #[test]
+    fn concurrent_writers_never_share_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x");
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let target = &target;
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(target, &[t; 4096]).unwrap();
+                    }
+                });
+            }
+        });
+        let got = fs::read(&target).unwrap();
+        assert!(got.len() == 4096 && got.iter().all(|&b| b == got[0]));
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "temp files left behind: {left:?}");
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path());
+        assert_eq!(store.publish_new("v", b"a").unwrap().0, "v");
+        assert_eq!(store.publish_new("v", b"b").unwrap().0, "v.1");
+        assert_eq!(store.publish_new("v", b"c").unwrap().0, "v.2");
+    }
+
+    #[test]
+    fn rollback_follows_publication_order_not_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path());
+        let model = crate::artifact::tests::sample(crate::Keys::Int(vec![1, 2, 3]));
+        store.publish("zeta", &model).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        store.publish("alpha", &model).unwrap();
+        assert_eq!(store.versions().unwrap(), vec!["zeta", "alpha"]);
+        store.promote("alpha").unwrap();
+        assert_eq!(store.rollback().unwrap(), "zeta");
+        assert_eq!(store.current().unwrap().as_deref(), Some("zeta"));
     }
 }
