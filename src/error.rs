@@ -35,12 +35,12 @@ pub enum Exit {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A bad row.
     #[error("{path}:{line}: {msg}")]

@@ -7,6 +7,7 @@ mod common;
 mod cli;
 mod gang;
 mod gpu;
+mod hardening;
 mod kernel_props;
 mod layers;
 mod manifests;

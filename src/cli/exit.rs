@@ -1,6 +1,9 @@
 //! The exit-code classifier: every error type of every layer is visible here. A training
 //! run's errors are classified by the pipeline (which tells peers the class of a failure);
-//! this adds the Kubernetes commands' errors on top.
+//! this adds the errors of the commands above it: reading models and stores (`inspect`,
+//! `export`, `models`) and Kubernetes (`submit`, `status`).
+
+use cooc_model::{ArtifactError, StoreError};
 
 use crate::error::Exit;
 use crate::k8s::cluster::K8sError;
@@ -13,8 +16,17 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
         if let Some(e) = cause.downcast_ref::<K8sError>() {
             return e.exit();
         }
-        if cause.is::<RenderError>() {
+        if cause.is::<RenderError>() || cause.is::<ArtifactError>() {
             return Exit::Bad;
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            // An I/O error writing the store is the machine's failure; anything else (no
+            // such version, nothing to roll back to, a model that does not validate) is
+            // the caller's input.
+            return match e {
+                StoreError::Io { .. } => Exit::Failure,
+                _ => Exit::Bad,
+            };
         }
     }
     run_exit(err)

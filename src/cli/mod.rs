@@ -365,6 +365,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Cmd::Train(a) => return train::train(a),
         Cmd::Models { model_dir, cmd } => {
+            if !model_dir.is_dir() {
+                return Err(ConfigError(format!(
+                    "--model-dir {}: no such model store (a directory that `cooc train` publishes into)",
+                    model_dir.display()
+                ))
+                .into());
+            }
             let store = ModelStore::new(&model_dir);
             match cmd {
                 ModelsCmd::List => {

@@ -5,14 +5,15 @@ use std::path::Path;
 
 use super::csv::parse_int;
 use super::ids::{assign_ids, ColBuilder};
-use super::{io_err, Interactions};
+use super::{io_err, strip_bom, Interactions};
 use crate::error::InputError;
 
 /// Reads a one-basket-per-line file.
 pub fn read_baskets(path: &Path) -> Result<Interactions, InputError> {
     let data = std::fs::read(path).map_err(io_err(path))?;
-    let text = std::str::from_utf8(&data).map_err(|e| {
-        let line = 1 + memchr::memchr_iter(b'\n', &data[..e.valid_up_to()]).count() as u64;
+    let body = strip_bom(&data);
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let line = 1 + memchr::memchr_iter(b'\n', &body[..e.valid_up_to()]).count() as u64;
         InputError::Row {
             path: path.to_owned(),
             line,

@@ -1,7 +1,7 @@
 //! The orders CSV's records: one newline-aligned chunk at a time, into raw key columns,
 //! with a fast path for chunks without quotes and `csv_core` for the rest.
 
-use super::ids::{Col, ColBuilder};
+use super::ids::{Col, ColBuilder, KeyErr};
 use super::BasketBy;
 
 /// A row-level error at a byte offset of the file; turned into file:line by the caller.
@@ -69,6 +69,15 @@ enum RecErr {
     NotInt { basket: bool },
 }
 
+impl RecErr {
+    fn key(e: KeyErr, column: &str, basket: bool) -> RecErr {
+        match e {
+            KeyErr::NotInt => RecErr::NotInt { basket },
+            KeyErr::NotUtf8 => RecErr::Msg(format!("{column} is not valid UTF-8")),
+        }
+    }
+}
+
 /// Accumulates the needed columns of one chunk's records.
 struct Rows<'l> {
     lay: &'l Layout,
@@ -127,14 +136,14 @@ impl Rows<'_> {
                 }
                 self.basket
                     .push(f)
-                    .map_err(|_| RecErr::NotInt { basket: true })?;
+                    .map_err(|e| RecErr::key(e, "customer_id", true))?;
             }
             (BasketBy::Window(w), _) => self.basket.ints.push(t.div_euclid(w)),
             (BasketBy::Customer, None) => unreachable!("checked when the header was read"),
         }
         self.item
             .push(book)
-            .map_err(|_| RecErr::NotInt { basket: false })
+            .map_err(|e| RecErr::key(e, "book_id", false))
     }
 }
 

@@ -32,8 +32,14 @@ pub(crate) struct ColBuilder {
     pub(crate) keys: Vec<Box<[u8]>>,
 }
 
-/// Signals that a column must be re-read as strings.
-pub(crate) struct NotInt;
+/// Why a key was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyErr {
+    /// Not an integer: the column must be re-read as strings.
+    NotInt,
+    /// Not valid UTF-8: a bad row.
+    NotUtf8,
+}
 impl ColBuilder {
     pub(crate) fn new(as_str: bool) -> Self {
         ColBuilder {
@@ -46,13 +52,22 @@ impl ColBuilder {
     }
 
     #[inline]
-    pub(crate) fn push(&mut self, field: &[u8]) -> Result<(), NotInt> {
+    pub(crate) fn push(&mut self, field: &[u8]) -> Result<(), KeyErr> {
         if self.as_str {
             let next = self.keys.len() as u32;
-            let id = *self.dict.entry(field.into()).or_insert_with(|| next);
-            if id == next {
-                self.keys.push(field.into());
-            }
+            let id = match self.dict.get(field) {
+                Some(&id) => id,
+                None => {
+                    // Validated once per distinct key: a key that is not UTF-8 would be
+                    // changed into one no client can look up.
+                    if std::str::from_utf8(field).is_err() {
+                        return Err(KeyErr::NotUtf8);
+                    }
+                    self.dict.insert(field.into(), next);
+                    self.keys.push(field.into());
+                    next
+                }
+            };
             self.ids.push(id);
             Ok(())
         } else {
@@ -61,7 +76,7 @@ impl ColBuilder {
                     self.ints.push(v);
                     Ok(())
                 }
-                None => Err(NotInt),
+                None => Err(KeyErr::NotInt),
             }
         }
     }

@@ -64,9 +64,15 @@ pub struct Interactions {
     pub fingerprint: String,
 }
 
+/// `bytes` without a leading UTF-8 byte-order mark: the one place every reader drops it
+/// (spreadsheet exports start with one; it must not become part of the first key).
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> InputError + '_ {
-    move |source| InputError::Io {
+    move |error| InputError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::csv::{parse_chunk, ChunkErr, ChunkOut, Layout, RowErr};
 use super::ids::{assign_ids, Col};
-use super::{io_err, BasketBy, Interactions};
+use super::{io_err, strip_bom, BasketBy, Interactions};
 use crate::error::InputError;
 
 /// Line number (1-based) of a byte offset.
@@ -115,7 +115,7 @@ impl OrdersFile {
         head.truncate(header_end);
         let header = csv::ReaderBuilder::new()
             .has_headers(false)
-            .from_reader(&head[..])
+            .from_reader(strip_bom(&head))
             .records()
             .next()
             .transpose()

@@ -1,0 +1,196 @@
+//! Defects a careless or hostile environment finds, kept fixed: empty inputs, keys that are
+//! not UTF-8, byte-order marks, a catalogue smaller than the gang, and the exit codes of
+//! every command for a missing path or the wrong kind of file.
+
+use std::fs;
+use std::path::Path;
+
+use crate::common::gang::identity;
+use crate::common::{cooc, ok, p, stderr};
+
+fn write(dir: &Path, name: &str, body: &[u8]) -> std::path::PathBuf {
+    let f = dir.join(name);
+    fs::write(&f, body).unwrap();
+    f
+}
+
+#[test]
+fn an_input_without_rows_or_neighbours_registers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("model");
+    let cases: [(&str, &[u8], &str); 3] = [
+        ("header.csv", b"customer_id,book_id,created_at\n", "no rows"),
+        ("empty.txt", b"", "no rows"),
+        (
+            "alone.csv",
+            b"customer_id,book_id\nc1,1\nc2,2\n",
+            "no two items share a basket",
+        ),
+    ];
+    for (name, body, why) in cases {
+        let f = write(dir.path(), name, body);
+        let format = if name.ends_with(".txt") {
+            "baskets"
+        } else {
+            "orders"
+        };
+        let out = cooc(&[
+            "train",
+            "--orders",
+            p(&f),
+            "--format",
+            format,
+            "--model-dir",
+            p(&store),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(name) && stderr(&out).contains(why),
+            "{name}: {}",
+            stderr(&out)
+        );
+        assert!(!store.join("CURRENT").exists(), "{name}: a model went live");
+    }
+}
+
+#[test]
+fn keys_that_are_not_utf8_are_bad_rows_named_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "orders.csv",
+        b"customer_id,book_id\nc1,abc\nc1,x\xff\xfey\nc2,abc\n",
+    );
+    let out = cooc(&[
+        "train",
+        "--orders",
+        p(&f),
+        "--out",
+        p(&dir.path().join("m")),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("orders.csv:3:") && stderr(&out).contains("UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+    let g = write(
+        dir.path(),
+        "gang.csv",
+        b"customer_id,book_id\n\xff,1\n2,1\n",
+    );
+    let out = cooc(&[
+        "train",
+        "--orders",
+        p(&g),
+        "--local-ranks",
+        "2",
+        "--out",
+        p(&dir.path().join("g")),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("gang.csv:2:"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_byte_order_mark_never_becomes_part_of_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = write(dir.path(), "plain.txt", b"a,b\na,c\n");
+    let marked = write(dir.path(), "marked.txt", b"\xEF\xBB\xBFa,b\na,c\n");
+    let (m1, m2) = (dir.path().join("1.cooc"), dir.path().join("2.cooc"));
+    for (f, m) in [(&plain, &m1), (&marked, &m2)] {
+        ok(&[
+            "train",
+            "--orders",
+            p(f),
+            "--format",
+            "baskets",
+            "--out",
+            p(m),
+        ]);
+    }
+    // The same neighbours (the dataset fingerprint differs: it hashes the file's bytes).
+    let csv = ok(&["export", p(&m2)]);
+    assert_eq!(ok(&["export", p(&m1)]), csv);
+    assert!(!csv.contains('\u{feff}'), "{csv}");
+    let orders = write(
+        dir.path(),
+        "orders.csv",
+        b"\xEF\xBB\xBFcustomer_id,book_id\n1,2\n1,3\n",
+    );
+    ok(&["train", "--orders", p(&orders), "--out", p(&m1)]);
+}
+
+#[test]
+fn a_catalogue_smaller_than_the_gang_trains_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "small.csv",
+        b"customer_id,book_id\nc1,1\nc1,2\nc2,1\nc2,3\nc3,2\nc3,3\n",
+    );
+    let one = dir.path().join("one.cooc");
+    ok(&["train", "--orders", p(&f), "--out", p(&one)]);
+    for ranks in ["3", "4"] {
+        let gang = dir.path().join(format!("gang{ranks}.cooc"));
+        ok(&[
+            "train",
+            "--orders",
+            p(&f),
+            "--local-ranks",
+            ranks,
+            "--out",
+            p(&gang),
+        ]);
+        assert_eq!(identity(&one), identity(&gang), "{ranks} ranks");
+    }
+    // One book: no neighbours, a named bad input (not a lost rank).
+    let single = write(
+        dir.path(),
+        "single.csv",
+        b"customer_id,book_id\nc1,1\nc2,1\n",
+    );
+    let out = cooc(&[
+        "train",
+        "--orders",
+        p(&single),
+        "--local-ranks",
+        "3",
+        "--out",
+        p(&dir.path().join("s.cooc")),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("single.csv"), "{}", stderr(&out));
+}
+
+#[test]
+fn every_command_exits_2_for_a_missing_path_or_the_wrong_kind_of_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nosuch = dir.path().join("nosuch");
+    let orders = write(dir.path(), "orders.csv", b"customer_id,book_id\n1,2\n1,3\n");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["export", p(&nosuch)],
+        vec!["export", p(&orders)],
+        vec!["inspect", p(&nosuch)],
+        vec!["inspect", p(&orders)],
+        vec!["models", "list", "--model-dir", p(&nosuch)],
+        vec!["models", "promote", "v1", "--model-dir", p(&nosuch)],
+        vec!["models", "rollback", "--model-dir", p(&nosuch)],
+        vec!["train", "--orders", p(&nosuch)],
+        vec!["train", "--orders", p(&orders), "--books", p(&nosuch)],
+    ];
+    for args in cases {
+        let out = cooc(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("nosuch") || err.contains("orders.csv"),
+            "{args:?}: {err}"
+        );
+        // The OS error is said once, not twice.
+        assert!(
+            err.matches("os error").count() <= 1,
+            "{args:?} repeats the OS error: {err}"
+        );
+    }
+}
