@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::metrics::{Metrics, Route};
-use cooc_model::{Key, Model, ModelStore};
+use cooc_model::{ArtifactError, Key, Model, ModelStore};
 
 /// Largest `k` a request may ask for (the reference contract's bound).
 pub const MAX_K: u32 = 100;
@@ -111,8 +111,25 @@ pub struct AppState {
     live: ArcSwapOption<Live>,
     /// What `/metrics` exports.
     pub metrics: Metrics,
-    /// The last version that failed to load, so a bad CURRENT is reported once, not every tick.
-    failed: Mutex<Option<String>>,
+    /// The last version that failed to load: refused for good (it does not validate), or
+    /// to be tried again after a backoff (it could not be read: not there yet, EMFILE, EIO).
+    failed: Mutex<Option<Failed>>,
+}
+
+/// A version that failed to load.
+struct Failed {
+    version: String,
+    /// `None`: it does not validate, and never will. `Some`: when to try reading it again.
+    retry_at: Option<Instant>,
+    attempts: u32,
+}
+
+/// Backoff between attempts to read a version that could not be read: 100 ms doubling to
+/// at most 30 s.
+fn retry_delay(attempts: u32) -> Duration {
+    Duration::from_millis(100)
+        .saturating_mul(1 << attempts.min(9))
+        .min(Duration::from_secs(30))
 }
 
 /// What one reload check did.
@@ -126,6 +143,8 @@ pub enum Reload {
     Loaded(String),
     /// This version was refused (the message says why); the live one stays.
     Refused(String),
+    /// This version could not be read (the message says why); it is tried again later.
+    Retrying(String),
 }
 
 impl AppState {
@@ -161,8 +180,12 @@ impl AppState {
             return Reload::Unchanged;
         }
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        if failed.as_deref() == Some(version.as_str()) {
-            return Reload::Unchanged;
+        if let Some(f) = failed.as_ref().filter(|f| f.version == version) {
+            match f.retry_at {
+                None => return Reload::Unchanged,
+                Some(at) if Instant::now() < at => return Reload::Unchanged,
+                Some(_) => {}
+            }
         }
         let started = Instant::now();
         let path = self.store.model_path(&version);
@@ -197,10 +220,36 @@ impl AppState {
                 *failed = None;
                 Reload::Loaded(version)
             }
+            Err(e @ ArtifactError::Io { .. }) => {
+                // Not there yet, out of file descriptors, a network volume's EIO: try again.
+                self.metrics.reload_failures.inc();
+                let attempts = failed
+                    .as_ref()
+                    .filter(|f| f.version == version)
+                    .map_or(0, |f| f.attempts)
+                    + 1;
+                let delay = retry_delay(attempts);
+                tracing::warn!(
+                    version,
+                    attempts,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "could not read the model, will retry: {e}"
+                );
+                *failed = Some(Failed {
+                    version: version.clone(),
+                    retry_at: Some(Instant::now() + delay),
+                    attempts,
+                });
+                Reload::Retrying(e.to_string())
+            }
             Err(e) => {
                 self.metrics.reload_failures.inc();
                 tracing::error!(version, "refusing model, previous one keeps serving: {e}");
-                *failed = Some(version.clone());
+                *failed = Some(Failed {
+                    version: version.clone(),
+                    retry_at: None,
+                    attempts: 1,
+                });
                 Reload::Refused(e.to_string())
             }
         }
@@ -221,6 +270,7 @@ pub async fn run(
             "no model yet; /ready answers 503 until CURRENT names one"
         ),
         Reload::Refused(e) => tracing::error!("initial model refused: {e}"),
+        Reload::Retrying(e) => tracing::warn!("initial model not readable yet: {e}"),
         _ => {}
     }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

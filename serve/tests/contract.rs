@@ -358,3 +358,56 @@ fn bad_configuration_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DEFAULT_K"));
 }
+
+#[test]
+fn a_live_model_truncated_or_rewritten_on_disk_never_crashes_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path());
+    store.publish("v1", &model_bytes(2, 0.7)).unwrap();
+    store.promote("v1").unwrap();
+    let mut srv = start(dir.path());
+    let b = &srv.base;
+    wait_for("v1 to load", || get(&format!("{b}/ready")).0 == 200);
+    let file = store.model_path("v1");
+    // An operator's mistakes: the file cut short, then overwritten in place with garbage.
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(40).unwrap();
+    drop(f);
+    for _ in 0..20 {
+        let (s, v, body) = get(&format!("{b}/recommend?book_id=10&k=2"));
+        assert_eq!((s, v.as_deref()), (200, Some("v1")), "{body}");
+        assert_eq!(body["recommendations"][0]["book_id"], 20);
+    }
+    std::fs::write(&file, vec![0xa5u8; 4096]).unwrap();
+    for _ in 0..20 {
+        assert_eq!(get(&format!("{b}/recommend?book_id=10")).0, 200);
+    }
+    assert!(
+        srv.child.try_wait().unwrap().is_none(),
+        "cooc-serve died with the file changed under it"
+    );
+}
+
+#[test]
+fn a_version_not_readable_yet_is_retried_until_it_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path());
+    // CURRENT names a version whose files are not there yet (a slow network volume, a
+    // copy in progress): an I/O error, not a bad model.
+    std::fs::create_dir_all(dir.path()).unwrap();
+    cooc_model::store::write_atomic(&dir.path().join("CURRENT"), b"v2\n").unwrap();
+    let srv = start(dir.path());
+    let b = &srv.base;
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(get(&format!("{b}/ready")).0, 503);
+    store.publish("v2", &model_bytes(2, 0.7)).unwrap();
+    wait_for("v2 to load once its file exists", || {
+        get(&format!("{b}/ready")).1.as_deref() == Some("v2")
+    });
+    // A model that does not validate is refused for good, and the live one keeps serving.
+    std::fs::create_dir_all(dir.path().join("bad")).unwrap();
+    std::fs::write(store.model_path("bad"), b"not a model").unwrap();
+    cooc_model::store::write_atomic(&dir.path().join("CURRENT"), b"bad\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(&format!("{b}/ready")).1.as_deref(), Some("v2"));
+}

@@ -234,17 +234,17 @@ pub fn encode(parts: &ModelParts<'_>) -> Vec<u8> {
 }
 
 /// Bytes backing a loaded model.
-enum Backing {
-    Mapped(memmap2::Mmap),
-    Owned(Vec<u64>, usize),
+/// The model's bytes, owned: read into memory (8-byte aligned for the arrays read in
+/// place), never mapped, so that no change to the file on disk (truncated, or rewritten
+/// with `cp`) can reach a running server.
+struct Backing {
+    words: Vec<u64>,
+    len: usize,
 }
 
 impl Backing {
     fn bytes(&self) -> &[u8] {
-        match self {
-            Backing::Mapped(m) => m,
-            Backing::Owned(words, len) => &bytemuck::cast_slice(words)[..*len],
-        }
+        &bytemuck::cast_slice(&self.words)[..self.len]
     }
 }
 
@@ -286,7 +286,8 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 }
 
 impl Model {
-    /// Maps and validates a model file.
+    /// Reads and validates a model file. The bytes are copied into memory: a model is
+    /// small (size l: 13 MB), and a copy cannot change under a reader.
     pub fn open(path: &Path) -> Result<Model, ArtifactError> {
         let io = |error| ArtifactError::Io {
             path: path.to_owned(),
@@ -300,17 +301,29 @@ impl Model {
                 detail: format!("{len} bytes, shorter than the {HEADER_LEN}-byte header"),
             });
         }
-        // SAFETY: the model store never rewrites a published file in place (new versions go
-        // to new files renamed into place), so the mapping does not change under us.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-        Model::validate(Backing::Mapped(map), path.to_owned())
+        let len = usize::try_from(len).map_err(|_| ArtifactError::Invalid {
+            path: path.to_owned(),
+            detail: format!("{len} bytes do not fit in memory"),
+        })?;
+        let mut words = vec![0u64; len.div_ceil(8)];
+        let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len];
+        // Exactly the length seen above: a file that shrank meanwhile is an error here, one
+        // that grew is read up to that length and then fails its checksum.
+        std::io::Read::read_exact(&mut &file, bytes).map_err(io)?;
+        Model::validate(Backing { words, len }, path.to_owned())
     }
 
     /// Validates a model held in memory (tests, and trainers checking what they wrote).
     pub fn from_bytes(bytes: &[u8], path: impl Into<PathBuf>) -> Result<Model, ArtifactError> {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
-        Model::validate(Backing::Owned(words, bytes.len()), path.into())
+        Model::validate(
+            Backing {
+                words,
+                len: bytes.len(),
+            },
+            path.into(),
+        )
     }
 
     fn validate(backing: Backing, path: PathBuf) -> Result<Model, ArtifactError> {
@@ -495,9 +508,9 @@ impl Model {
         let s = &b[bytes.clone()];
         let bytes = &s[o[i] as usize..o[i + 1] as usize];
         // SAFETY: `check_strings` verified at load that the whole section is UTF-8 and that
-        // every offset is a char boundary, and the mapping is immutable (see `open`), so any
-        // slice between two offsets is valid UTF-8. This runs on every served title: checking
-        // again per request cost ~5% of serving throughput.
+        // every offset is a char boundary, and the bytes are owned and never written after
+        // load (see `Backing`), so any slice between two offsets is valid UTF-8. This runs
+        // on every served title: checking again per request cost ~5% of serving throughput.
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 

@@ -1,8 +1,8 @@
 //! cooc-model: what a trained cooc model is, on disk and in memory.
 //!
 //! The contract between the trainer (`cooc`) and the server (`cooc-serve`): both depend on
-//! this crate and neither on the other. It is kept small on purpose: serde, memmap2,
-//! bytemuck and crc32fast, no async runtime, no HTTP, no thread pool, no network
+//! this crate and neither on the other. It is kept small on purpose: serde, bytemuck,
+//! crc32fast and tempfile, no async runtime, no HTTP, no thread pool, no network
 //! (`cargo tree -p cooc-model -e normal`).
 //!
 //! - [`keys`]: item keys as a model stores them.
