@@ -64,6 +64,7 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
             model_name: "recommender".into(),
             default_k: 5,
             reload_interval: std::time::Duration::from_secs(2),
+            limits: server::Limits::default(),
         };
         server::run(listener, cfg, server::shutdown_signal())
             .await

@@ -48,6 +48,17 @@ pub struct ServeArgs {
     /// How often CURRENT is checked for a new version, in milliseconds.
     #[arg(long, env = "RELOAD_INTERVAL_MS", default_value_t = 2000)]
     pub reload_interval_ms: u64,
+    /// A connection that has not sent a whole request head this long after it opened or
+    /// after its last answer is closed, in milliseconds (covers idle keep-alive too).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once; further ones wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// On SIGTERM, how long in-flight requests may take before the server exits anyway, in
+    /// milliseconds (keep it below the pod's terminationGracePeriodSeconds).
+    #[arg(long, env = "DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub drain_timeout_ms: u64,
 }
 
 impl ServeArgs {
@@ -64,6 +75,11 @@ impl ServeArgs {
             model_name: self.model_name.clone(),
             default_k: self.default_k,
             reload_interval: Duration::from_millis(self.reload_interval_ms.max(50)),
+            limits: Limits {
+                header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+                max_connections: self.max_connections.max(1),
+                drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            },
         })
     }
 
@@ -77,6 +93,32 @@ impl ServeArgs {
     }
 }
 
+/// Bounds that keep a slow or hostile client from holding the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest wait for a whole request head (also the idle keep-alive timeout).
+    pub header_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Longest graceful drain after a shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Largest request body any POST route reads (FastAPI-shaped 413 beyond it).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Most instances one `:predict` request may carry (422 beyond it).
+pub const MAX_INSTANCES: usize = 1000;
+
 /// Validated server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -88,6 +130,8 @@ pub struct Config {
     pub default_k: u32,
     /// How often `CURRENT` is checked for a new version.
     pub reload_interval: Duration,
+    /// Timeouts, connection cap, drain deadline.
+    pub limits: Limits,
 }
 
 /// A model that is live, with the version it was loaded as.
@@ -289,15 +333,72 @@ pub async fn run(
         })
     };
     tracing::info!(addr = %listener.local_addr()?, "serving");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutdown requested, draining in-flight requests");
-        })
-        .await?;
+    serve_connections(listener, router(state), state.cfg.limits, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = reloader.await;
     Ok(())
+}
+
+/// Accepts connections until `shutdown`, at most `limits.max_connections` at once, each
+/// with a header-read timeout; then drains the open ones for at most
+/// `limits.drain_timeout`.
+async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        // Take a slot first: at the cap, new connections wait in the kernel's backlog
+        // rather than costing a file descriptor each.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: wait a little instead of spinning.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutdown requested, draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.drain_timeout) => tracing::warn!(
+            "drain timed out after {} ms; closing the remaining connections",
+            limits.drain_timeout.as_millis()
+        ),
+    }
 }
 
 type St = State<&'static AppState>;
@@ -311,6 +412,7 @@ pub fn router(state: &'static AppState) -> Router {
         .route("/recommend", get(recommend))
         .route("/v1/models/{spec}", get(model_info).post(predict))
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -574,13 +676,31 @@ async fn model_info_inner(state: &AppState, spec: String) -> Response {
     )
 }
 
-async fn predict(State(state): St, UrlPath(spec): UrlPath<String>, body: Bytes) -> Response {
+async fn predict(
+    State(state): St,
+    UrlPath(spec): UrlPath<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let started = Instant::now();
-    let resp = predict_inner(state, spec, body).await;
+    let resp = match body {
+        Ok(body) if body.len() > 64 * 1024 => {
+            // Up to 1,000 instances: real work, off the async workers so that /healthz and
+            // cheap requests keep flowing.
+            match tokio::task::spawn_blocking(move || predict_inner(state, spec, body)).await {
+                Ok(resp) => resp,
+                Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
+        Ok(body) => predict_inner(state, spec, body),
+        Err(e) => detail(
+            e.status(),
+            format!("request body rejected (at most {MAX_BODY_BYTES} bytes): {e}"),
+        ),
+    };
     recorded(state, Route::Predict, started, resp)
 }
 
-async fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response {
+fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response {
     match spec.strip_suffix(":predict") {
         Some(name) if name == state.cfg.model_name => {}
         _ => {
@@ -614,6 +734,17 @@ async fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response 
             Value::Null,
         );
     };
+    if instances.len() > MAX_INSTANCES {
+        return unprocessable(
+            &["body", "instances"],
+            "too_long",
+            format!(
+                "List should have at most {MAX_INSTANCES} items after validation, not {}",
+                instances.len()
+            ),
+            Value::Null,
+        );
+    }
     let mut predictions = Vec::with_capacity(instances.len());
     for (i, inst) in instances.iter().enumerate() {
         let idx = i.to_string();

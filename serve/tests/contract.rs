@@ -48,6 +48,11 @@ impl Drop for Server {
 }
 
 fn start(model_dir: &Path) -> Server {
+    start_with(model_dir, &[])
+}
+
+/// `cooc-serve` with extra settings in its environment.
+fn start_with(model_dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -59,6 +64,7 @@ fn start(model_dir: &Path) -> Server {
         .env("DEFAULT_K", "1")
         .env("RELOAD_INTERVAL_MS", "100")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -410,4 +416,122 @@ fn a_version_not_readable_yet_is_retried_until_it_loads() {
     cooc_model::store::write_atomic(&dir.path().join("CURRENT"), b"bad\n").unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get(&format!("{b}/ready")).1.as_deref(), Some("v2"));
+}
+
+/// A live v1 (book 10's neighbours: 20, 30) in a fresh store.
+fn live_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path());
+    store.publish("v1", &model_bytes(2, 0.7)).unwrap();
+    store.promote("v1").unwrap();
+    dir
+}
+
+/// Opens a connection and sends half a request head.
+fn half_sent(base: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    c
+}
+
+#[test]
+fn predict_bounds_its_body_and_instances_in_fastapi_shape() {
+    let dir = live_store();
+    let srv = start(dir.path());
+    let b = &srv.base;
+    wait_for("v1", || get(&format!("{b}/ready")).0 == 200);
+    let url = format!("{b}/v1/models/recommender:predict");
+    let many = format!(
+        "{{\"instances\": [{}]}}",
+        vec!["{\"book_id\": 10}"; 1001].join(",")
+    );
+    let (s, body) = post(&url, &many);
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "instances"]));
+    assert_eq!(body["detail"][0]["type"], "too_long");
+    let at_cap = format!(
+        "{{\"instances\": [{}]}}",
+        vec!["{\"book_id\": 10, \"k\": 2}"; 1000].join(",")
+    );
+    let (s, body) = post(&url, &at_cap);
+    assert_eq!(s, 200);
+    assert_eq!(body["predictions"].as_array().unwrap().len(), 1000);
+    let huge = format!(
+        "{{\"instances\": [], \"pad\": \"{}\"}}",
+        "x".repeat(300 * 1024)
+    );
+    let (s, body) = post(&url, &huge);
+    assert_eq!(s, 413, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("262144"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_half_sent_request_is_cut_off_and_never_holds_the_drain() {
+    use std::io::Read;
+    let dir = live_store();
+    let srv = start_with(dir.path(), &[("HEADER_READ_TIMEOUT_MS", "300")]);
+    let mut c = half_sent(&srv.base);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 512];
+    // The server answers 408 or just closes: either way the connection ends, soon.
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("the half-sent connection stayed open: {e}"),
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // SIGTERM with a half-sent request open: the drain ends at its deadline.
+    let mut srv = start_with(
+        dir.path(),
+        &[
+            ("HEADER_READ_TIMEOUT_MS", "60000"),
+            ("DRAIN_TIMEOUT_MS", "500"),
+        ],
+    );
+    let _held = half_sent(&srv.base);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    unsafe { libc::kill(srv.child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the drain waited for the client");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn connections_beyond_the_cap_wait_and_are_served_when_a_slot_frees() {
+    let dir = live_store();
+    let srv = start_with(
+        dir.path(),
+        &[("MAX_CONNECTIONS", "2"), ("HEADER_READ_TIMEOUT_MS", "400")],
+    );
+    // `start` used one slot for its probe; it is free again once that connection closed.
+    std::thread::sleep(Duration::from_millis(100));
+    let _a = half_sent(&srv.base);
+    let _b = half_sent(&srv.base);
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    // Both slots are held until the header timeout cuts them; then this one is served.
+    assert_eq!(get(&format!("{}/healthz", srv.base)).0, 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
 }
