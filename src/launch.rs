@@ -188,6 +188,44 @@ fn close_reason<T>(rank: u32, out: &anyhow::Result<T>) -> String {
     }
 }
 
+/// What a stop signal must do besides exiting: close this rank's links, stop local ranks.
+static ON_STOP: std::sync::Mutex<Vec<Box<dyn Fn(&str) + Send>>> = std::sync::Mutex::new(Vec::new());
+
+fn on_stop(f: impl Fn(&str) + Send + 'static) {
+    ON_STOP
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Box::new(f));
+}
+
+/// Makes SIGTERM and SIGINT stop a training at once, registering nothing: the peers are
+/// told why (their links close with the reason, so they exit promptly too), local ranks
+/// are stopped, and the process exits 75, retriable: a Kueue preemption or an eviction
+/// restarts the gang. In a `FROM scratch` image the process is PID 1, which the kernel
+/// gives no default action for SIGTERM: without this it would wait for SIGKILL.
+pub fn exit_on_stop_signals() -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing the SIGTERM/SIGINT handler")?;
+    std::thread::Builder::new()
+        .name("cooc-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                let reason = format!("stopped by {name}");
+                for f in ON_STOP.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                    f(&reason);
+                }
+                // Let the close frames leave before the process goes.
+                std::thread::sleep(Duration::from_millis(300));
+                eprintln!("cooc: {reason}; nothing was registered (exit 75: retriable)");
+                std::process::exit(crate::error::Exit::Retriable as i32);
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 /// Runs one member of a gang: joins it over QUIC (then NCCL with `--comm nccl`), runs the
 /// pipeline, and closes every link with `done` or this rank's failure.
 pub fn run_member(plan: &TrainPlan, setup: QuicSetup, comm: Comm) -> anyhow::Result<RankReport> {
@@ -195,6 +233,8 @@ pub fn run_member(plan: &TrainPlan, setup: QuicSetup, comm: Comm) -> anyhow::Res
     let world = setup.hello.world;
     let quic = QuicComm::join(setup)
         .with_context(|| format!("rank {rank} of {world}: joining the gang"))?;
+    let links = quic.abort_handle();
+    on_stop(move |reason| links.close(&format!("rank {rank} {reason}")));
     let out = match comm {
         Comm::Quic => {
             let out = pipeline::run(plan, &quic);
@@ -256,7 +296,14 @@ pub fn run_local(n: u32, args: &[OsString], threads_per_rank: usize) -> anyhow::
             .arg(&run_id)
             .env_remove("COOC_LOCAL_RANKS")
             .env("COOC_THREADS", threads_per_rank.to_string());
-        children.push((r, cmd.spawn()?));
+        let child = cmd.spawn()?;
+        let pid = child.id() as libc::pid_t;
+        // A stop signal sent to the launcher alone reaches its ranks too.
+        on_stop(move |_| {
+            // SAFETY: kill(2) with a child's pid and a valid signal number.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        });
+        children.push((r, child));
     }
     let mut codes = Vec::new();
     for (r, mut c) in children {

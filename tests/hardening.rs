@@ -194,3 +194,48 @@ fn every_command_exits_2_for_a_missing_path_or_the_wrong_kind_of_file() {
         );
     }
 }
+
+/// Sends SIGTERM to a child.
+fn sigterm(c: &std::process::Child) {
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+}
+
+#[test]
+fn sigterm_stops_a_run_at_once_registers_nothing_and_exits_75() {
+    use crate::common::gang::{finish, loopback_peers, secret, spawn_rank};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("model");
+    // One process.
+    let c = std::process::Command::new(env!("CARGO_BIN_EXE_cooc"))
+        .args(["train", "--generate", "l", "--model-dir", p(&store)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&c);
+    let t = Instant::now();
+    let (code, err) = finish(c, Duration::from_secs(20));
+    assert_eq!(code, Some(75), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(err.contains("SIGTERM"), "{err}");
+    assert!(!store.join("CURRENT").exists());
+
+    // A gang: the stopped rank exits 75, and its peer learns why at once and exits 75 too.
+    let peers = loopback_peers(2);
+    let s = secret(dir.path(), "secret");
+    let args = ["train", "--generate", "l", "--model-dir", p(&store)];
+    let r0 = spawn_rank(&args, 0, &peers, &s, &[("RUST_LOG", "warn")]);
+    let r1 = spawn_rank(&args, 1, &peers, &s, &[("RUST_LOG", "warn")]);
+    std::thread::sleep(Duration::from_millis(2500));
+    sigterm(&r1);
+    let t = Instant::now();
+    let (c1, e1) = finish(r1, Duration::from_secs(20));
+    let (c0, e0) = finish(r0, Duration::from_secs(20));
+    assert_eq!(c1, Some(75), "{e1}");
+    assert_eq!(c0, Some(75), "{e0}");
+    assert!(e0.contains("rank 1 stopped by SIGTERM"), "{e0}");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(!store.join("CURRENT").exists());
+}

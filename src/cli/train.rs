@@ -93,6 +93,7 @@ fn child_args() -> Vec<std::ffi::OsString> {
 /// Runs `cooc train`; the exit code on success.
 pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
     let backend = backend::resolve(a.backend, a.comm)?;
+    launch::exit_on_stop_signals()?;
     if let Some(n) = a.gang.local_ranks {
         // The launcher validates and spawns: each rank builds its own plan and pool.
         let per_rank = a.threads.unwrap_or_else(|| {

@@ -23,6 +23,20 @@ pub struct QuicSetup {
     pub rendezvous_timeout: Duration,
 }
 
+/// Closes a rank's links from outside the pipeline (see [`QuicComm::abort_handle`]).
+#[derive(Clone)]
+pub struct AbortLinks(Vec<quinn::Connection>);
+
+impl AbortLinks {
+    /// Closes every link, telling the peer `reason`; the frames leave on the network
+    /// thread, which keeps running.
+    pub fn close(&self, reason: &str) {
+        for c in &self.0 {
+            c.close(5u32.into(), reason.as_bytes());
+        }
+    }
+}
+
 /// A QUIC gang member.
 pub struct QuicComm {
     rt: tokio::runtime::Runtime,
@@ -65,6 +79,12 @@ impl QuicComm {
                 }
             });
         }
+    }
+
+    /// A handle that closes every link with a reason, from any thread (a signal handler):
+    /// the peers learn at once why this rank left instead of at their idle timeout.
+    pub fn abort_handle(&self) -> AbortLinks {
+        AbortLinks(self.mesh.links().into_iter().map(|(_, c)| c).collect())
     }
 
     /// Closes every link, telling peers why, and waits until they were told.
