@@ -188,8 +188,11 @@ fn close_reason<T>(rank: u32, out: &anyhow::Result<T>) -> String {
     }
 }
 
+/// Something a stop signal must do before the process exits.
+type StopAction = Box<dyn Fn(&str) + Send>;
+
 /// What a stop signal must do besides exiting: close this rank's links, stop local ranks.
-static ON_STOP: std::sync::Mutex<Vec<Box<dyn Fn(&str) + Send>>> = std::sync::Mutex::new(Vec::new());
+static ON_STOP: std::sync::Mutex<Vec<StopAction>> = std::sync::Mutex::new(Vec::new());
 
 fn on_stop(f: impl Fn(&str) + Send + 'static) {
     ON_STOP
