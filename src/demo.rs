@@ -74,6 +74,7 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<DemoOutcome> {
         threads: plan.threads,
         backend: crate::backend::resolve(BackendRequest::Auto, Comm::Quic)?,
         chunk_bytes: None,
+        keys: crate::input::KeyKind::Auto,
     };
     eprintln!("==> training (cosine, top 10, hold-out: last order per customer)");
     let report = pipeline::train(&tp).context("training the demo model")?;

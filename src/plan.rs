@@ -9,7 +9,7 @@ use cooc_model::Similarity;
 
 use crate::backend::Backend;
 use crate::gen::GenSpec;
-use crate::input::{BasketBy, OrdersFile};
+use crate::input::{BasketBy, KeyKind, OrdersFile};
 
 /// Largest K a model may keep.
 pub const MAX_TOP_K: usize = 1000;
@@ -121,6 +121,8 @@ pub struct TrainPlan {
     pub threads: usize,
     /// Where counts are computed, resolved against this build and machine.
     pub backend: Backend,
+    /// How item keys are read: integers or strings.
+    pub keys: KeyKind,
     /// Bytes per chunk of an orders file; `None` picks them: a few chunks per thread for
     /// one process, [`GANG_CHUNK_BYTES`] for a gang (where every rank must plan alike).
     pub chunk_bytes: Option<u64>,
@@ -130,7 +132,7 @@ impl TrainPlan {
     /// The parameters and input every rank of a gang must share, for the handshake.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}",
+            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}",
             self.source.describe(),
             self.similarity,
             self.k,
@@ -138,6 +140,7 @@ impl TrainPlan {
             self.gates,
             self.books.is_some(),
             self.chunk_bytes,
+            self.keys,
         )
     }
 

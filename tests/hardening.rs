@@ -239,3 +239,53 @@ fn sigterm_stops_a_run_at_once_registers_nothing_and_exits_75() {
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
     assert!(!store.join("CURRENT").exists());
 }
+
+#[test]
+fn isbns_and_ids_with_leading_zeros_stay_distinct_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    // Real ISBN-10s, two of which differ only by leading zeros; customers 007 and 7.
+    let f = write(
+        dir.path(),
+        "orders.csv",
+        b"customer_id,book_id\n\
+          007,0553092626\n007,0007136587\n007,0451524934\n\
+          7,7136587\n7,0553092626\n\
+          8,0451524934\n8,0007136587\n",
+    );
+    let m = dir.path().join("m.cooc");
+    ok(&["train", "--orders", p(&f), "--out", p(&m)]);
+    let info: serde_json::Value = serde_json::from_str(&ok(&["inspect", p(&m), "--json"])).unwrap();
+    assert_eq!(info["meta"]["n_items"], 4, "{info}");
+    assert_eq!(info["meta"]["n_baskets"], 3, "{info}");
+    let csv = ok(&["export", p(&m)]);
+    assert!(
+        csv.contains("\n0007136587,") && csv.contains("\n7136587,"),
+        "{csv}"
+    );
+    let one = ok(&["inspect", p(&m), "--book", "0007136587", "--json"]);
+    assert!(one.contains("0451524934"), "{one}");
+    // Forced: --keys string keeps canonical integers as strings (ordered bytewise).
+    let ints = write(
+        dir.path(),
+        "ints.csv",
+        b"customer_id,book_id\n1,9\n1,10\n2,9\n2,10\n",
+    );
+    ok(&[
+        "train",
+        "--orders",
+        p(&ints),
+        "--keys",
+        "string",
+        "--out",
+        p(&m),
+    ]);
+    let csv = ok(&["export", p(&m)]);
+    assert!(
+        csv.starts_with("book_id,rank,neighbour_id,score\n10,"),
+        "{csv}"
+    );
+    // --keys int refuses an ISBN, naming the file.
+    let out = cooc(&["train", "--orders", p(&f), "--keys", "int", "--out", p(&m)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("orders.csv") && stderr(&out).contains("--keys int"));
+}

@@ -140,6 +140,7 @@ fn fit_is_identical_for_any_thread_count() {
             threads,
             backend: Backend::Cpu,
             chunk_bytes,
+            keys: cooc::input::KeyKind::Auto,
         };
         pool.install(|| cooc::pipeline::train(&plan)).unwrap();
         let m = Model::open(&out).unwrap();

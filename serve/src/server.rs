@@ -412,7 +412,6 @@ pub fn router(state: &'static AppState) -> Router {
         .route("/recommend", get(recommend))
         .route("/v1/models/{spec}", get(model_info).post(predict))
         .route("/metrics", get(metrics))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -679,23 +678,37 @@ async fn model_info_inner(state: &AppState, spec: String) -> Response {
 async fn predict(
     State(state): St,
     UrlPath(spec): UrlPath<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    headers: axum::http::HeaderMap,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
-    let resp = match body {
-        Ok(body) if body.len() > 64 * 1024 => {
-            // Up to 1,000 instances: real work, off the async workers so that /healthz and
-            // cheap requests keep flowing.
-            match tokio::task::spawn_blocking(move || predict_inner(state, spec, body)).await {
-                Ok(resp) => resp,
-                Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let too_large = || {
+        detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    // Refused from its declared length before any of it is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let resp = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        too_large()
+    } else {
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(body) if body.len() > 64 * 1024 => {
+                // Up to 1,000 instances: real work, off the async workers so that /healthz
+                // and cheap requests keep flowing.
+                match tokio::task::spawn_blocking(move || predict_inner(state, spec, body)).await {
+                    Ok(resp) => resp,
+                    Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
             }
+            Ok(body) => predict_inner(state, spec, body),
+            // Longer than declared (chunked): the limit cut it off.
+            Err(_) => too_large(),
         }
-        Ok(body) => predict_inner(state, spec, body),
-        Err(e) => detail(
-            e.status(),
-            format!("request body rejected (at most {MAX_BODY_BYTES} bytes): {e}"),
-        ),
     };
     recorded(state, Route::Predict, started, resp)
 }

@@ -20,6 +20,7 @@ use cooc_model::ModelStore;
 use crate::backend::{BackendRequest, Comm};
 use crate::error::ConfigError;
 use crate::gen::{GenSpec, Size};
+use crate::input::KeyKind;
 use crate::launch::GangOptions;
 
 pub use exit::exit_code;
@@ -264,6 +265,10 @@ pub struct TrainArgs {
     /// chunks per thread alone, 8 MiB in a gang; every rank must use the same value].
     #[arg(long, env = "COOC_CHUNK_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_bytes: Option<u64>,
+    /// How book ids are read: auto (integers when every id is a canonical integer, digits
+    /// with no sign or leading zero; else strings), int, or string (ISBNs, SKUs).
+    #[arg(long, value_enum, default_value = "auto", env = "COOC_KEYS")]
+    pub keys: KeyKind,
     /// Hold-out evaluation: none, or last (each customer's last order, by created_at).
     #[arg(long, value_enum, default_value = "none", env = "COOC_HOLDOUT")]
     pub holdout: Holdout,

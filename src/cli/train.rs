@@ -73,6 +73,7 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         threads,
         backend,
         chunk_bytes: a.chunk_bytes,
+        keys: a.keys,
     })
 }
 

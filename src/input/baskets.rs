@@ -5,11 +5,11 @@ use std::path::Path;
 
 use super::csv::parse_int;
 use super::ids::{assign_ids, ColBuilder};
-use super::{io_err, strip_bom, Interactions};
+use super::{io_err, strip_bom, Interactions, KeyKind};
 use crate::error::InputError;
 
 /// Reads a one-basket-per-line file.
-pub fn read_baskets(path: &Path) -> Result<Interactions, InputError> {
+pub fn read_baskets(path: &Path, keys: KeyKind) -> Result<Interactions, InputError> {
     let data = std::fs::read(path).map_err(io_err(path))?;
     let body = strip_bom(&data);
     let text = std::str::from_utf8(body).map_err(|e| {
@@ -33,7 +33,13 @@ pub fn read_baskets(path: &Path) -> Result<Interactions, InputError> {
         .lines()
         .flat_map(tokens)
         .all(|t| t.is_empty() || parse_int(t.as_bytes()).is_some());
-    let mut item = ColBuilder::new(!all_int);
+    if keys == KeyKind::Int && !all_int {
+        return Err(InputError::File {
+            path: path.to_owned(),
+            msg: "--keys int: an item is not a canonical integer (digits, no sign, no leading zero); use --keys string or auto".into(),
+        });
+    }
+    let mut item = ColBuilder::new(keys == KeyKind::String || !all_int);
     let mut basket = Vec::new();
     let mut n_baskets = 0u32;
     for (i, line) in text.lines().enumerate() {

@@ -11,7 +11,23 @@ pub(crate) struct RowErr {
 }
 
 #[inline]
+/// A key in canonical integer form: ASCII digits, no sign, no spaces, no leading zero
+/// (so `0553092626`, an ISBN, is a string key, never the integer 553092626).
 pub(crate) fn parse_int(field: &[u8]) -> Option<i64> {
+    let canonical = !field.is_empty()
+        && field.iter().all(u8::is_ascii_digit)
+        && (field.len() == 1 || field[0] != b'0');
+    if !canonical {
+        return None;
+    }
+    match atoi::FromRadix10Checked::from_radix_10_checked(field) {
+        (Some(v), used) if used == field.len() => Some(v),
+        _ => None,
+    }
+}
+
+/// Any integer (a `qty`): surrounding spaces, a sign and leading zeros are fine.
+fn parse_any_int(field: &[u8]) -> Option<i64> {
     let f = field.trim_ascii();
     match atoi::FromRadix10SignedChecked::from_radix_10_signed_checked(f) {
         (Some(v), used) if used == f.len() && used > 0 => Some(v),
@@ -107,7 +123,7 @@ impl Rows<'_> {
         }
         if let Some(q) = lay.qty {
             let q = fields[q];
-            if !q.is_empty() && parse_int(q).is_none() {
+            if !q.is_empty() && parse_any_int(q).is_none() {
                 return Err(RecErr::Msg(format!(
                     "qty {:?} is not an integer",
                     String::from_utf8_lossy(q)

@@ -35,6 +35,19 @@ pub(crate) use ids::{assign_ids, Col};
 pub use orders::{file_fingerprint, read_orders, OrdersFile, OrdersOptions};
 pub(crate) use orders::{parse_generated, KeyMode, ParseStop, RawChunks};
 
+/// How item keys are read (`--keys`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyKind {
+    /// Integers when every key is a canonical integer (digits, no sign, no leading zero),
+    /// else strings.
+    #[default]
+    Auto,
+    /// Integers; a key that is not a canonical integer is an error.
+    Int,
+    /// Strings, always (ISBNs, SKUs).
+    String,
+}
+
 /// How order rows are grouped into baskets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BasketBy {

@@ -313,6 +313,7 @@ impl OrdersFile {
 pub(crate) fn parse_generated(
     blocks: &[Vec<u8>],
     opts: OrdersOptions,
+    mode: KeyMode,
 ) -> Result<RawChunks, ParseStop> {
     let lay = Layout {
         n_fields: 5,
@@ -325,7 +326,7 @@ pub(crate) fn parse_generated(
     };
     let chunks: Vec<ChunkOut> = blocks
         .par_iter()
-        .map(|b| parse_chunk(b, 0, &lay, false, false, false))
+        .map(|b| parse_chunk(b, 0, &lay, mode.str_basket, mode.str_item, false))
         .collect::<Result<_, _>>()
         .map_err(|e| match e {
             ChunkErr::Row(e) => ParseStop::Bad(format!("<generated>: {}", e.msg)),

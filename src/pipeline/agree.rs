@@ -9,7 +9,7 @@ use crate::gang::communicator::{CommError, Communicator};
 use crate::gang::jobset::IdentityError;
 use crate::gang::link::LinkError;
 use crate::gang::wire::{self, WireError};
-use crate::input::{KeyMode, ParseStop, RawChunks};
+use crate::input::{KeyKind, KeyMode, ParseStop, RawChunks};
 
 /// Another rank of the gang failed and said why; this rank stops with the same class of
 /// exit code.
@@ -98,10 +98,15 @@ pub(crate) fn agree<T>(
 /// meets quotes or non-integer keys makes every rank reparse), or some rank's input is bad.
 pub(crate) fn parse_agreed(
     comm: &dyn Communicator,
+    keys: KeyKind,
+    input: &str,
     parse: impl Fn(KeyMode) -> Result<RawChunks, ParseStop>,
 ) -> anyhow::Result<RawChunks> {
     const PHASE: &str = "reading the input";
-    let mut mode = KeyMode::default();
+    let mut mode = KeyMode {
+        str_item: keys == KeyKind::String,
+        ..KeyMode::default()
+    };
     loop {
         let result = parse(mode);
         let stop = result.as_ref().err().cloned();
@@ -122,6 +127,18 @@ pub(crate) fn parse_agreed(
                 rank: q as u32,
                 message: msg,
                 code: Exit::Bad as u8,
+            }
+            .into());
+        }
+        if keys == KeyKind::Int
+            && stops
+                .iter()
+                .flatten()
+                .any(|s| *s == ParseStop::NotInt { basket: false })
+        {
+            return Err(InputError::File {
+                path: input.into(),
+                msg: "--keys int: a book_id is not a canonical integer (digits, no sign, no leading zero); use --keys string or auto".into(),
             }
             .into());
         }

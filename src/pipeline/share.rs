@@ -67,7 +67,8 @@ pub(crate) fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::R
         Source::Baskets { path } => {
             // Basket files are small and have no customer column: every rank reads the file
             // and keeps every W-th basket.
-            let data = agree(comm, "reading the input", Ok(input::read_baskets(path)?))?;
+            let data = input::read_baskets(path, plan.keys).map_err(anyhow::Error::from);
+            let data = agree(comm, "reading the input", data)?;
             let fingerprint = Fingerprint::Known(data.fingerprint.clone());
             let data = if world == 1 {
                 data
@@ -85,7 +86,8 @@ pub(crate) fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::R
                 .map_err(anyhow::Error::from);
             let file = agree(comm, "opening the input", file)?;
             let n = file.n_chunks();
-            let raw = parse_agreed(comm, |mode| {
+            let name = path.display().to_string();
+            let raw = parse_agreed(comm, plan.keys, &name, |mode| {
                 file.parse(|c| c * world as usize / n == rank as usize, mode)
             })?;
             let header = file.header_crc();
@@ -95,7 +97,9 @@ pub(crate) fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::R
             let blocks = crate::gen::customer_csv(spec, |c| {
                 basket_owner(hash_int_key(c as i64 + 1), world) == rank
             });
-            let raw = parse_agreed(comm, |_| input::parse_generated(&blocks, opts(*basket_by)))?;
+            let raw = parse_agreed(comm, plan.keys, "<generated>", |mode| {
+                input::parse_generated(&blocks, opts(*basket_by), mode)
+            })?;
             (raw, Fingerprint::Known(spec.fingerprint()))
         }
     };
