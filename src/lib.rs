@@ -31,6 +31,8 @@ pub mod csr;
 pub mod demo;
 pub mod error;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gang;
 pub mod gen;
 #[cfg(feature = "cuda")]

@@ -17,7 +17,7 @@ const LAYERS: [&[&str]; 7] = [
     &["gang"],
     &["plan", "pipeline", "launch"],
     &["inspect", "demo", "k8s"],
-    &["cli"],
+    &["cli", "fuzz"],
 ];
 
 /// External crates the core (layers 0-1) must never name.
