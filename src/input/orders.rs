@@ -380,21 +380,25 @@ pub fn read_orders(path: &Path, opts: OrdersOptions) -> Result<Interactions, Inp
         }
     };
     let fingerprint = file_fingerprint(file.header_crc(), raw.crcs.iter().map(|&(_, c, l)| (c, l)));
-    let n_rows = raw.item.iter().map(Col::len).sum::<usize>() as u64;
-    let time = if file.need_time() {
-        raw.time
-    } else {
-        Vec::new()
-    };
-    let (basket, basket_keys) = assign_ids(raw.basket);
-    let (item, item_keys) = assign_ids(raw.item);
-    Ok(Interactions {
-        basket,
-        item,
-        time,
-        n_baskets: basket_keys.len(),
-        item_keys,
-        n_rows,
-        fingerprint,
-    })
+    Ok(raw.into_interactions(file.need_time(), fingerprint))
+}
+
+impl RawChunks {
+    /// Every row of these chunks, numbered densely in key order: the input of one process
+    /// (the times kept only when `need_time`).
+    pub(crate) fn into_interactions(self, need_time: bool, fingerprint: String) -> Interactions {
+        let n_rows = self.item.iter().map(Col::len).sum::<usize>() as u64;
+        let time = if need_time { self.time } else { Vec::new() };
+        let (basket, basket_keys) = assign_ids(self.basket);
+        let (item, item_keys) = assign_ids(self.item);
+        Interactions {
+            basket,
+            item,
+            time,
+            n_baskets: basket_keys.len(),
+            item_keys,
+            n_rows,
+            fingerprint,
+        }
+    }
 }

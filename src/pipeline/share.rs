@@ -105,31 +105,19 @@ pub(crate) fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::R
     };
     step("parse", &mut t);
     let crcs = ChunkCrc::of(&raw);
-    let RawChunks {
-        basket, item, time, ..
-    } = raw;
-    let n_rows = item.iter().map(Col::len).sum::<usize>() as u64;
-    let time = if plan.needs_time() { time } else { Vec::new() };
-
     if world == 1 {
-        let (basket, basket_keys) = assign_ids(basket);
-        let (item, item_keys) = assign_ids(item);
+        let data = raw.into_interactions(plan.needs_time(), String::new());
         step("ids", &mut t);
-        let data = Interactions {
-            basket,
-            item,
-            time,
-            n_baskets: basket_keys.len(),
-            item_keys,
-            n_rows,
-            fingerprint: String::new(),
-        };
         return Ok(Share {
             data,
             crcs,
             fingerprint,
         });
     }
+    let RawChunks {
+        basket, item, time, ..
+    } = raw;
+    let time = if plan.needs_time() { time } else { Vec::new() };
 
     // Step 2: the global item key order.
     let (local_ids, local_keys) = assign_ids(item);
