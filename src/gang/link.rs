@@ -352,14 +352,10 @@ fn open(
     let mut m = mac_for(secret, role, binding);
     m.update(body);
     m.verify_slice(mac).map_err(|_| LinkError::Auth { peer })?;
-    let (hello, _) =
-        bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(|e| {
-            LinkError::Protocol {
-                peer,
-                detail: format!("bad hello: {e}"),
-            }
-        })?;
-    Ok(hello)
+    super::wire::decode(body).map_err(|e| LinkError::Protocol {
+        peer,
+        detail: format!("bad hello: {e}"),
+    })
 }
 
 /// [`compatible`] as a typed error: a peer of another run (job or restart attempt) is

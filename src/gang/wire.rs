@@ -114,11 +114,30 @@ pub fn decode_from<T: DeserializeOwned>(
     })
 }
 
-/// The inverse of [`encode`]; the error says what failed.
+/// The inverse of [`encode`]; the error says what failed. Every length a message claims is
+/// bounded by its own size (32 bytes of decoded value per byte of message, more than any
+/// well-formed value needs), so a malformed or hostile message cannot make this rank
+/// allocate more than a small multiple of what it actually sent.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| e.to_string())
+    fn with<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, String> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<LIMIT>())
+            .map(|(v, _)| v)
+            .map_err(|e| e.to_string())
+    }
+    let budget = bytes.len().saturating_mul(32);
+    if budget <= 0x1_0000 {
+        with::<T, 0x1_0000>(bytes)
+    } else if budget <= 0x10_0000 {
+        with::<T, 0x10_0000>(bytes)
+    } else if budget <= 0x100_0000 {
+        with::<T, 0x100_0000>(bytes)
+    } else if budget <= 0x1000_0000 {
+        with::<T, 0x1000_0000>(bytes)
+    } else if budget <= 0x1_0000_0000 {
+        with::<T, 0x1_0000_0000>(bytes)
+    } else {
+        with::<T, { usize::MAX }>(bytes)
+    }
 }
 
 #[cfg(test)]
@@ -140,5 +159,17 @@ mod tests {
             .slice::<u32>()
             .unwrap_err();
         assert!(e.to_string().contains("rank 3") && e.to_string().contains("testing"));
+    }
+
+    #[test]
+    fn a_claimed_length_beyond_the_message_is_an_error_not_an_allocation() {
+        // Found by the `messages` fuzz target: a string claiming ~2^59 bytes.
+        let crash = [1u8, 237, 253, 0, 16, 81, 0, 32, 0, 0, 9];
+        assert!(decode::<(u8, String)>(&crash).is_err());
+        assert!(
+            decode::<Vec<String>>(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err()
+        );
+        let ok: Vec<String> = decode(&encode(&vec!["a".to_string(); 1000])).unwrap();
+        assert_eq!(ok.len(), 1000);
     }
 }
