@@ -15,7 +15,7 @@ use crate::gen::{self, GenSpec};
 use crate::input::BasketBy;
 use crate::inspect;
 use crate::pipeline;
-use crate::plan::{Gates, Output, Source, TrainPlan};
+use crate::plan::{Gates, Output, Source, TrainPlan, DEFAULT_SAMPLE_SEED};
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -74,6 +74,8 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<DemoOutcome> {
         threads: plan.threads,
         backend: crate::backend::resolve(BackendRequest::Auto, Comm::Quic)?,
         chunk_bytes: None,
+        max_basket: None,
+        sample_seed: DEFAULT_SAMPLE_SEED,
         keys: crate::input::KeyKind::Auto,
     };
     eprintln!("==> training (cosine, top 10, hold-out: last order per customer)");

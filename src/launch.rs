@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +39,12 @@ pub fn new_secret() -> anyhow::Result<String> {
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
     let text = std::fs::read(path)
         .map_err(|e| ConfigError(format!("--secret-file {}: {e}", path.display())))?;
+    if let Some(warning) = std::fs::metadata(path)
+        .ok()
+        .and_then(|m| world_readable_warning(path, m.permissions().mode()))
+    {
+        tracing::warn!("{warning}");
+    }
     let s = text.trim_ascii().to_vec();
     if s.len() < MIN_SECRET_BYTES {
         return Err(ConfigError(format!(
@@ -47,6 +54,19 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
         )));
     }
     Ok(s)
+}
+
+/// The warning for a secret file that every user of the machine may read (`mode` is the
+/// file's, symlinks followed), as ssh warns of an open private key; `None` when it is not.
+fn world_readable_warning(path: &Path, mode: u32) -> Option<String> {
+    (mode & 0o004 != 0).then(|| {
+        format!(
+            "--secret-file {} is readable by every user (mode {:o}): anyone who can read it can join the gang; \
+             chmod 600 it (in Kubernetes, set the secret volume's defaultMode to 0440)",
+            path.display(),
+            mode & 0o777
+        )
+    })
 }
 
 /// Gang options: how this process takes part in a multi-rank training.
@@ -141,24 +161,24 @@ impl GangOptions {
                     peers.len()
                 )));
             }
-            let port = peers[rank as usize]
+            let (host, port) = peers[rank as usize]
                 .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
                 .ok_or_else(|| {
                     ConfigError(format!(
                         "--peers entry {rank} ({:?}) is not host:port",
                         peers[rank as usize]
                     ))
                 })?;
+            // A rank its peers reach over loopback (`--local-ranks`, or a gang on one
+            // host) listens there only: nothing off the machine can reach its port.
+            let ip = if is_loopback(host) {
+                std::net::Ipv4Addr::LOCALHOST
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED
+            };
             let job = self.run_id.clone().unwrap_or_else(|| "cooc".into());
-            (
-                rank,
-                world,
-                peers,
-                job,
-                0,
-                SocketAddr::from(([0, 0, 0, 0], port)),
-            )
+            (rank, world, peers, job, 0, SocketAddr::from((ip, port)))
         };
         Ok(Launch::Member(QuicSetup {
             bind,
@@ -175,6 +195,14 @@ impl GangOptions {
             rendezvous_timeout: self.rendezvous_timeout,
         }))
     }
+}
+
+/// Whether `host` (of a `host:port` peer entry) names this machine's IPv4 loopback.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a leaving rank tells the peers that are still waiting.
@@ -269,7 +297,7 @@ pub fn run_local(n: u32, args: &[OsString], threads_per_rank: usize) -> anyhow::
     let dir = tempfile::Builder::new().prefix("cooc-gang-").tempdir()?;
     let secret = dir.path().join("secret");
     std::fs::write(&secret, new_secret()?)?;
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
     let run_id = format!("local-{}", &new_secret()?[..16]);
     // Free UDP ports, released just before the ranks bind them.
     let ports: Vec<u16> = {
@@ -333,6 +361,19 @@ pub fn run_local(n: u32, args: &[OsString], threads_per_rank: usize) -> anyhow::
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_world_readable_secret_is_warned_of_and_a_private_one_is_not() {
+        let p = Path::new("/run/cooc/secret");
+        let w = world_readable_warning(p, 0o100644).expect("0644 is world-readable");
+        assert!(
+            w.contains("/run/cooc/secret") && w.contains("644") && w.contains("chmod 600"),
+            "{w}"
+        );
+        assert!(world_readable_warning(p, 0o100600).is_none());
+        // Kubernetes' secret volume with defaultMode 0440 and an fsGroup: group only.
+        assert!(world_readable_warning(p, 0o100440).is_none());
+    }
+
     fn opts() -> GangOptions {
         GangOptions {
             port: 7077,
@@ -383,8 +424,19 @@ mod tests {
         let Launch::Member(setup) = weak.clone().launch("fp".into(), none).unwrap() else {
             panic!("a member")
         };
-        assert_eq!(setup.bind.port(), 1);
+        assert_eq!(setup.bind, "0.0.0.0:1".parse().unwrap());
         assert_eq!(setup.hello.world, 2);
+        // A gang on loopback (as `--local-ranks` starts it) listens on loopback only.
+        for own in ["127.0.0.1:7000", "localhost:7000"] {
+            let local = GangOptions {
+                peers: Some(vec![own.into(), "127.0.0.1:7001".into()]),
+                ..weak.clone()
+            };
+            let Launch::Member(setup) = local.launch("fp".into(), none).unwrap() else {
+                panic!("a member")
+            };
+            assert_eq!(setup.bind, "127.0.0.1:7000".parse().unwrap(), "{own}");
+        }
         let wrong = GangOptions {
             peers: Some(vec!["a:1".into()]),
             ..weak.clone()

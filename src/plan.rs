@@ -62,6 +62,17 @@ impl Source {
         }
     }
 
+    /// An upper bound on the input's size in bytes: the file's length, or for generated
+    /// data its order lines at the longest a generated CSV row can be.
+    pub fn input_bytes(&self) -> u64 {
+        match self {
+            Source::Orders { path, .. } | Source::Baskets { path } => {
+                std::fs::metadata(path).map_or(0, |m| m.len())
+            }
+            Source::Synthetic { spec, .. } => spec.orders.saturating_mul(SYNTHETIC_ROW_BYTES),
+        }
+    }
+
     /// Whether rows carry a time that grouping needs (`--basket-window`).
     pub fn windowed(&self) -> bool {
         matches!(
@@ -126,13 +137,54 @@ pub struct TrainPlan {
     /// Bytes per chunk of an orders file; `None` picks them: a few chunks per thread for
     /// one process, [`GANG_CHUNK_BYTES`] for a gang (where every rank must plan alike).
     pub chunk_bytes: Option<u64>,
+    /// `--max-basket`: baskets of more distinct items are sampled down to this many.
+    pub max_basket: Option<usize>,
+    /// `--sample-seed`: the seed of those samples.
+    pub sample_seed: u64,
 }
 
+/// Message bytes per input byte: a row as short as `1,2\n` (4 bytes) travels as at most
+/// two u32 ids plus a key's share of its length-prefixed text, and a model holds at most
+/// `k` 8-byte neighbours per key read, so 16 is above every phase's ratio at `k` below 2.
+/// The absolute [`MESSAGE_SLACK`] covers control messages and small inputs.
+const MESSAGE_PER_INPUT_BYTE: u64 = 16;
+const MESSAGE_SLACK: u64 = 64 << 20;
+
+/// `--sample-seed` when not given.
+pub const DEFAULT_SAMPLE_SEED: u64 = 0x636f_6f63;
+
+/// The longest row `cooc gen` writes, bounding a generated dataset's size.
+const SYNTHETIC_ROW_BYTES: u64 = 64;
+
 impl TrainPlan {
+    /// The most bytes one message between ranks may hold in this run: no message of the
+    /// pipeline is larger than a few times the input (keys, rows and baskets are the
+    /// input re-encoded; the model is at most `k` neighbours of every key), so a peer that
+    /// sends more is refused before this rank holds it.
+    pub fn max_message_bytes(&self) -> usize {
+        let input = self.source.input_bytes();
+        let bound = input
+            .saturating_mul(MESSAGE_PER_INPUT_BYTE)
+            .saturating_add(MESSAGE_SLACK);
+        usize::try_from(bound).unwrap_or(usize::MAX)
+    }
+
+    /// The message bound once `n_items` are known, for gathering the model: at most `k`
+    /// neighbours (a u32 id and an f32 score) and one u64 offset per item, or the input's
+    /// bound if that is larger.
+    pub fn max_model_message_bytes(&self, n_items: usize) -> usize {
+        let n = n_items as u64;
+        let per_item = 8 + 8 * (self.k as u64).min(n);
+        let model = n.saturating_mul(per_item).saturating_add(MESSAGE_SLACK);
+        usize::try_from(model)
+            .unwrap_or(usize::MAX)
+            .max(self.max_message_bytes())
+    }
+
     /// The parameters and input every rank of a gang must share, for the handshake.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}",
+            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}|max_basket={:?}/{}",
             self.source.describe(),
             self.similarity,
             self.k,
@@ -141,6 +193,8 @@ impl TrainPlan {
             self.books.is_some(),
             self.chunk_bytes,
             self.keys,
+            self.max_basket,
+            self.sample_seed,
         )
     }
 

@@ -289,3 +289,66 @@ fn isbns_and_ids_with_leading_zeros_stay_distinct_keys() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("orders.csv") && stderr(&out).contains("--keys int"));
 }
+
+/// One huge basket (a company account) among ordinary ones: without a cap the run warns of
+/// it; `--max-basket` samples it down, the same for any gang (byte-identical models), and
+/// another `--sample-seed` draws another sample.
+#[test]
+fn max_basket_samples_huge_baskets_alike_on_any_gang_and_warns_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::new();
+    for c in 0..200u32 {
+        let items: Vec<String> = (0..(c % 4 + 2))
+            .map(|i| format!("b{}", (c * 7 + i * 13) % 300))
+            .collect();
+        body += &items.join(",");
+        body += "\n";
+        if c == 100 {
+            let huge: Vec<String> = (0..1500).map(|i| format!("b{i}")).collect();
+            body += &huge.join(",");
+            body += "\n";
+        }
+    }
+    let baskets = write(dir.path(), "baskets.txt", body.as_bytes());
+    let base = ["train", "--orders", p(&baskets), "--format", "baskets"];
+
+    let uncapped = dir.path().join("uncapped.cooc");
+    let run = cooc(&[&base[..], &["--out", p(&uncapped)]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let warn = stderr(&run);
+    assert!(
+        warn.contains("1 basket(s) have more than 1000 distinct books (the largest 1500)")
+            && warn.contains("--max-basket"),
+        "{warn}"
+    );
+
+    let capped = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let run = cooc(&[&base[..], &["--max-basket", "50", "--out", p(&out)], extra].concat());
+        assert!(run.status.success(), "{extra:?}: {}", stderr(&run));
+        assert!(!stderr(&run).contains("have more than"), "{}", stderr(&run));
+        identity(&out)
+    };
+    let one = capped("one.cooc", &[]);
+    assert_ne!(one, identity(&uncapped), "the cap changes the model");
+    assert_eq!(one, capped("three.cooc", &["--local-ranks", "3"]));
+    assert_eq!(one, capped("threads.cooc", &["--threads", "1"]));
+    assert_ne!(one, capped("seed.cooc", &["--sample-seed", "9"]));
+
+    // The huge basket keeps 50 of its 1500 (basket, book) pairs; no other basket changes.
+    let pairs = |f: &str| {
+        cooc_model::Model::open(&dir.path().join(f))
+            .unwrap()
+            .meta()
+            .n_pairs
+    };
+    assert_eq!(pairs("uncapped.cooc") - pairs("one.cooc"), 1500 - 50);
+    let bad = cooc(
+        &[
+            &base[..],
+            &["--max-basket", "1", "--out", p(&dir.path().join("x.cooc"))],
+        ]
+        .concat(),
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

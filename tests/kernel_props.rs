@@ -141,6 +141,8 @@ fn fit_is_identical_for_any_thread_count() {
             backend: Backend::Cpu,
             chunk_bytes,
             keys: cooc::input::KeyKind::Auto,
+            max_basket: None,
+            sample_seed: cooc::plan::DEFAULT_SAMPLE_SEED,
         };
         pool.install(|| cooc::pipeline::train(&plan)).unwrap();
         let m = Model::open(&out).unwrap();

@@ -22,6 +22,7 @@ use crate::error::ConfigError;
 use crate::gen::{GenSpec, Size};
 use crate::input::KeyKind;
 use crate::launch::GangOptions;
+use crate::plan::DEFAULT_SAMPLE_SEED;
 
 pub use exit::exit_code;
 pub use train::train_plan;
@@ -269,6 +270,15 @@ pub struct TrainArgs {
     /// with no sign or leading zero; else strings), int, or string (ISBNs, SKUs).
     #[arg(long, value_enum, default_value = "auto", env = "COOC_KEYS")]
     pub keys: KeyKind,
+    /// Reduce every basket of more than N distinct books to N of them, a seeded uniform
+    /// sample (the same on any gang): bounds the cost of a few huge baskets (a company
+    /// account, a bot), which grows with the square of their size [default: no cap; a
+    /// warning names how many baskets exceed 1000 books].
+    #[arg(long, env = "COOC_MAX_BASKET", value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
+    pub max_basket: Option<usize>,
+    /// Seed of --max-basket's samples.
+    #[arg(long, env = "COOC_SAMPLE_SEED", default_value_t = DEFAULT_SAMPLE_SEED, requires = "max_basket")]
+    pub sample_seed: u64,
     /// Hold-out evaluation: none, or last (each customer's last order, by created_at).
     #[arg(long, value_enum, default_value = "none", env = "COOC_HOLDOUT")]
     pub holdout: Holdout,

@@ -73,6 +73,8 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         threads,
         backend,
         chunk_bytes: a.chunk_bytes,
+        max_basket: a.max_basket,
+        sample_seed: a.sample_seed,
         keys: a.keys,
     })
 }

@@ -104,6 +104,12 @@ pub trait Communicator {
     ) -> Result<Vec<u8>, CommError>;
     /// Payload bytes moved so far.
     fn traffic(&self) -> Traffic;
+    /// Refuses, from now on, any incoming message of more than `max` bytes (reported as
+    /// [`CommError::Malformed`] before it is held), so that a peer cannot make this rank
+    /// allocate without limit. A gang of one receives nothing and ignores it.
+    fn bound_messages(&self, max: usize) {
+        let _ = max;
+    }
 }
 
 /// A gang of one: every collective is the identity.

@@ -10,7 +10,7 @@
 //! retriable ([`CommError::retriable`], exit 75); a peer of another job is not (exit 2).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +30,16 @@ pub struct Mesh {
     /// Payload bytes this rank has sent and received, for the run's report.
     sent: AtomicU64,
     received: AtomicU64,
+    /// The most bytes one incoming message may hold (see [`Mesh::bound_messages`]).
+    max_message: AtomicUsize,
 }
+
+/// The stream error code a receiver sends when a message exceeds its bound.
+const STREAM_TOO_LONG: u32 = 1;
+
+/// The message bound of a mesh that was never given one: larger than any control
+/// message, far below what would exhaust a rank's memory.
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 30;
 
 /// Capped exponential backoff between connection attempts.
 const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -171,6 +180,7 @@ pub async fn rendezvous(
         conns,
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
+        max_message: AtomicUsize::new(DEFAULT_MAX_MESSAGE),
     })
 }
 
@@ -220,6 +230,12 @@ impl Mesh {
         self.world
     }
 
+    /// Bounds every incoming message at `max` bytes: a peer (even one with the secret)
+    /// that sends more is reported as [`CommError::Malformed`] before this rank holds it.
+    pub fn bound_messages(&self, max: usize) {
+        self.max_message.store(max, Relaxed);
+    }
+
     fn conn(&self, q: u32) -> &quinn::Connection {
         self.conns[q as usize]
             .as_ref()
@@ -252,7 +268,20 @@ impl Mesh {
             detail: e.to_string(),
         };
         let mut r = self.conn(from).accept_uni().await.map_err(|e| lost(&e))?;
-        let got = r.read_to_end(usize::MAX).await.map_err(|e| lost(&e))?;
+        let max = self.max_message.load(Relaxed);
+        let got = match r.read_to_end(max).await {
+            Ok(got) => got,
+            Err(quinn::ReadToEndError::TooLong) => {
+                // Tell the sender why, rather than leaving it blocked on a full window.
+                let _ = r.stop(STREAM_TOO_LONG.into());
+                return Err(CommError::Malformed {
+                    rank: from,
+                    phase,
+                    detail: format!("a message of more than {max} bytes (this run's bound)"),
+                });
+            }
+            Err(e) => return Err(lost(&e)),
+        };
         self.received.fetch_add(got.len() as u64, Relaxed);
         Ok(got)
     }
@@ -584,5 +613,49 @@ mod tests {
             }
         }
         assert_eq!(seen, 2);
+    }
+
+    /// A peer that sends more than the receiver's bound (with the secret, or through a
+    /// bug) is refused as malformed, named with the phase, and the receiver never holds
+    /// the message; messages within the bound still pass.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_above_the_bound_is_refused_before_it_is_held() {
+        let (nodes, peers) = nodes(2);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (rank, node) in nodes.into_iter().enumerate() {
+            let peers = peers.clone();
+            tasks.spawn(async move {
+                let mesh = rendezvous(node, rank as u32, &peers, Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                mesh.bound_messages(4096);
+                let small = mesh.all_gather("small", &[7u8; 4096]).await.unwrap();
+                assert_eq!(small[1 - rank], vec![7u8; 4096]);
+                let big = if rank == 1 {
+                    vec![1u8; 1 << 20]
+                } else {
+                    vec![]
+                };
+                let got = mesh.gather("flooding", big).await;
+                let traffic = mesh.traffic();
+                // Keep the links open until the other rank is done with them.
+                mesh.barrier("end").await.ok();
+                (rank, got.err(), traffic)
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            let (rank, err, traffic) = r.unwrap();
+            if rank == 0 {
+                let e = err.expect("the root must refuse rank 1's message");
+                assert!(matches!(e, CommError::Malformed { rank: 1, .. }), "{e}");
+                assert!(!e.retriable());
+                assert!(e.to_string().contains("flooding"), "{e}");
+                assert!(e.to_string().contains("4096"), "{e}");
+                assert!(traffic.received < 1 << 20, "{traffic:?}");
+            } else {
+                let e = err.expect("the sender learns its message was refused");
+                assert!(e.to_string().contains("rank 0"), "{e}");
+            }
+        }
     }
 }

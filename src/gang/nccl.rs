@@ -35,6 +35,8 @@ pub struct NcclComm {
     stream: Arc<CudaStream>,
     traffic: Cell<Traffic>,
     watch: Arc<Watch>,
+    /// The most bytes one incoming message may hold ([`Communicator::bound_messages`]).
+    max_message: Cell<usize>,
 }
 
 /// What the link watcher and the collectives share.
@@ -139,6 +141,7 @@ impl NcclComm {
             stream,
             traffic: Cell::new(Traffic::default()),
             watch,
+            max_message: Cell::new(crate::gang::mesh::DEFAULT_MAX_MESSAGE),
         })
     }
 
@@ -223,6 +226,24 @@ impl NcclComm {
         self.download(phase, &recv, w * v.len())
     }
 
+    /// Refuses a collective in which a rank `q` of `(q, n)` would send this one `n` bytes
+    /// beyond the bound, before anything is allocated for it.
+    fn check_lens(
+        &self,
+        phase: &'static str,
+        lens: impl IntoIterator<Item = (usize, usize)>,
+    ) -> Result<(), CommError> {
+        let max = self.max_message.get();
+        match lens.into_iter().find(|&(_, n)| n > max) {
+            Some((q, n)) => Err(CommError::Malformed {
+                rank: q as u32,
+                phase,
+                detail: format!("a message of {n} bytes, above this run's bound of {max}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Moves `out[q]` to rank `q` for the `q` in `peers`, receiving `lens[q]` bytes from each,
     /// in one NCCL group.
     fn exchange(
@@ -305,6 +326,7 @@ impl Communicator for NcclComm {
         let _f = self.begin(phase)?;
         let w = self.world() as usize;
         let lens = self.all_gather_u64(phase, &[mine.len() as u64])?;
+        self.check_lens(phase, lens.iter().map(|&n| n as usize).enumerate())?;
         let max = lens.iter().copied().max().unwrap_or(0) as usize;
         if max == 0 {
             return Ok(vec![Vec::new(); w]);
@@ -350,6 +372,7 @@ impl Communicator for NcclComm {
                 }
             })
             .collect();
+        self.check_lens(phase, lens.iter().copied().enumerate())?;
         let peers = (0..w).filter(move |&q| q != me).map(|q| (true, true, q));
         let mut got = self.exchange(phase, &out, &lens, peers)?;
         self.count(
@@ -385,6 +408,7 @@ impl Communicator for NcclComm {
             let want: Vec<usize> = (0..w)
                 .map(|q| if q == 0 { 0 } else { lens[q] as usize })
                 .collect();
+            self.check_lens(phase, want.iter().copied().enumerate())?;
             let peers = (1..w).map(|q| (false, true, q));
             let mut got = self.exchange(phase, &[], &want, peers)?;
             self.count(0, want.iter().sum());
@@ -412,6 +436,9 @@ impl Communicator for NcclComm {
             .broadcast_in_place(&mut len, root as i32)
             .map_err(|e| nccl_error(phase, e))?;
         let n = self.download(phase, &len, 1)?[0] as usize;
+        if me != root {
+            self.check_lens(phase, [(root as usize, n)])?;
+        }
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -432,5 +459,9 @@ impl Communicator for NcclComm {
     }
     fn traffic(&self) -> Traffic {
         self.traffic.get()
+    }
+    fn bound_messages(&self, max: usize) {
+        self.max_message.set(max);
+        self.quic.bound_messages(max);
     }
 }

@@ -135,6 +135,9 @@ impl Communicator for QuicComm {
     fn traffic(&self) -> Traffic {
         self.mesh.traffic()
     }
+    fn bound_messages(&self, max: usize) {
+        self.mesh.bound_messages(max);
+    }
 }
 
 #[cfg(test)]

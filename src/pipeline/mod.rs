@@ -24,6 +24,7 @@
 //! [`agree`] (stopping as one, exit classes), [`publish`] (metadata, gates, write).
 
 pub mod agree;
+pub mod caps;
 pub(crate) mod codec;
 pub(crate) mod keys;
 pub mod publish;
@@ -74,6 +75,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     let mut timings = Timings::default();
     let (rank, world) = (comm.rank(), comm.world());
     let engine = Engine::open(plan.backend, rank as usize)?;
+    comm.bound_messages(plan.max_message_bytes());
 
     let read = Phase::start("read");
     let share::Share {
@@ -93,6 +95,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     let mut t = std::time::Instant::now();
     let n_items = data.item_keys.len();
     let (train_baskets, test) = split_holdout(&data, plan.holdout);
+    let train_baskets = caps::apply(train_baskets, plan.max_basket, plan.sample_seed, rank);
     share::step("baskets", &mut t);
     let Interactions {
         item_keys,
@@ -132,6 +135,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     drop(index);
     timings.finish(topk);
 
+    comm.bound_messages(plan.max_model_message_bytes(n_items));
     let model = gather_model(comm, block, plan.holdout, &mut timings)?;
     let evaluation = match (&test, &model) {
         (Some(test), Some(model)) => Some(timings.time("evaluate", || {
