@@ -7,5 +7,7 @@
 //! - [`server`]: the HTTP API (the reference predictor's contract), hot reload, drain.
 //! - [`metrics`]: the Prometheus registry the server exports.
 
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod server;

@@ -584,7 +584,7 @@ async fn recommend(State(state): St, RawQuery(query): RawQuery) -> Response {
     recorded(state, Route::Recommend, started, resp)
 }
 
-async fn recommend_inner(state: &AppState, query: Option<String>) -> Response {
+pub(crate) async fn recommend_inner(state: &AppState, query: Option<String>) -> Response {
     let guard = state.live();
     let Some(live) = guard.as_ref() else {
         return not_ready();
@@ -713,7 +713,7 @@ async fn predict(
     recorded(state, Route::Predict, started, resp)
 }
 
-fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response {
+pub(crate) fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response {
     match spec.strip_suffix(":predict") {
         Some(name) if name == state.cfg.model_name => {}
         _ => {
