@@ -70,16 +70,35 @@ pub enum InputError {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-/// The trained model did not pass a quality gate; nothing was registered.
+/// The trained model did not pass its quality gates (every failing one is named);
+/// nothing was registered.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "quality gate failed: {metric} = {value:.6} is below the required {min}; no model registered"
-)]
+#[error("quality gate failed: {}; no model registered", list(.failed))]
 pub struct GateError {
+    /// Each gate the model missed, in the order the flags are documented.
+    pub failed: Vec<GateMiss>,
+}
+
+/// One quality gate a model missed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateMiss {
     /// The metric's name, as in the gate's flag.
     pub metric: &'static str,
     /// The model's value.
     pub value: f64,
     /// The gate.
     pub min: f64,
+}
+
+fn list(failed: &[GateMiss]) -> String {
+    failed
+        .iter()
+        .map(|m| {
+            format!(
+                "{} = {:.6} is below the required {}",
+                m.metric, m.value, m.min
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", and ")
 }

@@ -49,9 +49,11 @@ mod tests {
         };
         assert_eq!(exit_code(&lost.into()), Exit::Retriable);
         let gate = GateError {
-            metric: "hit_rate",
-            value: 0.1,
-            min: 0.2,
+            failed: vec![crate::error::GateMiss {
+                metric: "hit_rate",
+                value: 0.1,
+                min: 0.2,
+            }],
         };
         assert_eq!(exit_code(&gate.into()), Exit::Bad);
         assert_eq!(exit_code(&anyhow::anyhow!("disk full")), Exit::Failure);

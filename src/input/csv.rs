@@ -54,9 +54,16 @@ pub fn parse_time(field: &[u8]) -> Option<i64> {
     None
 }
 
+/// The separators an orders header may use, in the order they are tried: comma (CSV),
+/// tab (a spreadsheet's or `psql`'s export), semicolon (CSV where the decimal mark is a
+/// comma), pipe.
+pub(crate) const DELIMITERS: [u8; 4] = [b',', b'\t', b';', b'|'];
+
 /// Where the needed fields sit in an orders row.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
+    /// The field separator, found from the header (see [`DELIMITERS`]).
+    pub(crate) delimiter: u8,
     pub(crate) n_fields: usize,
     pub(crate) book: usize,
     pub(crate) customer: Option<usize>,
@@ -166,7 +173,8 @@ impl Rows<'_> {
 /// Parses one newline-aligned piece of the body. `base` is its offset in the file.
 ///
 /// A chunk without any `"` is plain separator-delimited text (RFC 4180 quoting is the only
-/// thing that makes commas or newlines mean anything else), so it is split on `,` and `\n`
+/// thing that makes separators or newlines mean anything else), so it is split on the
+/// separator and `\n`
 /// with SIMD `memchr2`; that runs several times faster than a general CSV state machine.
 /// Chunks with quotes go through `csv_core`, and a file with quotes is read as one chunk
 /// (`allow_quotes`) so that a quoted newline never falls on a chunk boundary.
@@ -204,7 +212,7 @@ pub(crate) fn parse_chunk(
     if !quoted {
         let mut line_start = 0usize;
         let mut field_start = 0usize;
-        for sep in memchr::memchr2_iter(b',', b'\n', buf) {
+        for sep in memchr::memchr2_iter(lay.delimiter, b'\n', buf) {
             fields.push(&buf[field_start..sep]);
             field_start = sep + 1;
             if buf[sep] == b'\n' {
@@ -228,7 +236,9 @@ pub(crate) fn parse_chunk(
             rows.record(&fields).map_err(|e| fail(line_start, e))?;
         }
     } else {
-        let mut rdr = csv_core::Reader::new();
+        let mut rdr = csv_core::ReaderBuilder::new()
+            .delimiter(lay.delimiter)
+            .build();
         let mut out = vec![0u8; 1 << 16];
         let mut ends = vec![0usize; lay.n_fields + 1];
         let mut pos = 0usize;

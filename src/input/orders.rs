@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::csv::{parse_chunk, ChunkErr, ChunkOut, Layout, RowErr};
+use super::csv::{parse_chunk, ChunkErr, ChunkOut, Layout, RowErr, DELIMITERS};
 use super::ids::{assign_ids, Col};
 use super::{io_err, strip_bom, BasketBy, Interactions};
 use crate::error::InputError;
@@ -113,27 +113,44 @@ impl OrdersFile {
             None => return Err(bad_file("the header line is longer than 64 KiB".into())),
         };
         head.truncate(header_end);
-        let header = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(strip_bom(&head))
-            .records()
-            .next()
-            .transpose()
-            .map_err(|e| bad_file(format!("reading the header: {e}")))?
-            .ok_or_else(|| bad_file("empty file: expected a header line".into()))?;
-        let names: Vec<String> = header
-            .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect();
+        let header_with = |delimiter: u8| -> Result<Vec<String>, InputError> {
+            let header = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .delimiter(delimiter)
+                .from_reader(strip_bom(&head))
+                .records()
+                .next()
+                .transpose()
+                .map_err(|e| bad_file(format!("reading the header: {e}")))?
+                .ok_or_else(|| bad_file("empty file: expected a header line".into()))?;
+            Ok(header
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect())
+        };
+        // The separator is the first of DELIMITERS that makes book_id a column of its own.
+        let mut found = None;
+        for d in DELIMITERS {
+            let names = header_with(d)?;
+            if names.iter().any(|h| h == "book_id") {
+                found = Some((d, names));
+                break;
+            }
+        }
+        let Some((delimiter, names)) = found else {
+            let names = header_with(b',')?;
+            return Err(InputError::Row {
+                path: path.to_owned(),
+                line: 1,
+                msg: format!(
+                    "no book_id column in the header (found: {}); the header must name book_id, \
+                     and its columns may be separated by commas, tabs, semicolons or pipes",
+                    names.join(",").escape_debug()
+                ),
+            });
+        };
         let find = |n: &str| names.iter().position(|h| h == n);
-        let book = find("book_id").ok_or_else(|| InputError::Row {
-            path: path.to_owned(),
-            line: 1,
-            msg: format!(
-                "no book_id column in the header (found: {})",
-                names.join(",")
-            ),
-        })?;
+        let book = find("book_id").expect("found above");
         let customer = find("customer_id");
         let created = find("created_at");
         if opts.basket_by == BasketBy::Customer && customer.is_none() {
@@ -153,6 +170,7 @@ impl OrdersFile {
             });
         }
         let lay = Layout {
+            delimiter,
             n_fields: names.len(),
             book,
             customer,
@@ -316,6 +334,7 @@ pub(crate) fn parse_generated(
     mode: KeyMode,
 ) -> Result<RawChunks, ParseStop> {
     let lay = Layout {
+        delimiter: b',',
         n_fields: 5,
         book: 1,
         customer: Some(4),

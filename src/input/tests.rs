@@ -177,3 +177,38 @@ fn parses_timestamps() {
     assert_eq!(parse_time(b"1970-01-01 00:00:01.5"), Some(1_500_000));
     assert_eq!(parse_time(b"soon"), None);
 }
+
+#[test]
+fn tab_semicolon_and_pipe_separated_orders_read_like_csv() {
+    let d = tempfile::tempdir().unwrap();
+    let rows = [
+        ["customer_id", "book_id", "created_at"],
+        ["7", "30", "2024-01-01 10:00:00"],
+        ["7", "10", "2024-01-01 10:00:00"],
+        ["9", "\"3;0|x\"", "2024-01-02 10:00:00"],
+        ["9", "10", "2024-01-02 10:00:00"],
+    ];
+    let read = |name: &str, sep: &str| {
+        let body: String = rows.iter().map(|r| r.join(sep) + "\n").collect();
+        let r = read_orders(&write(d.path(), name, &body), opts()).unwrap();
+        (r.item_keys, r.item.concat(), r.basket.concat())
+    };
+    let csv = read("o.csv", ",");
+    assert_eq!(
+        csv.0,
+        Keys::Str(vec!["10".into(), "30".into(), "3;0|x".into()])
+    );
+    assert_eq!(read("o.tsv", "\t"), csv);
+    assert_eq!(read("o.ssv", ";"), csv);
+    assert_eq!(read("o.psv", "|"), csv);
+
+    // No book_id under any separator: the message says which separators were tried.
+    let p = write(d.path(), "odd.txt", "customer_id:book_id\n1:2\n");
+    let e = read_orders(&p, opts()).unwrap_err().to_string();
+    assert!(
+        e.contains("odd.txt:1:")
+            && e.contains("no book_id column")
+            && e.contains("commas, tabs, semicolons or pipes"),
+        "{e}"
+    );
+}

@@ -180,9 +180,11 @@ mod tests {
         });
         assert_eq!(code(other_job.into()), Exit::Bad);
         let gate = GateError {
-            metric: "hit_rate",
-            value: 0.1,
-            min: 0.2,
+            failed: vec![crate::error::GateMiss {
+                metric: "hit_rate",
+                value: 0.1,
+                min: 0.2,
+            }],
         };
         assert_eq!(
             code(Err::<(), _>(gate).context("gate").unwrap_err()),

@@ -12,7 +12,7 @@ use cooc_model::{Keys, ModelMeta, ModelParts, Provenance};
 
 use super::codec::{ChunkCrc, Summary};
 use super::share::Fingerprint;
-use crate::error::{GateError, InputError};
+use crate::error::{GateError, GateMiss, InputError};
 use crate::eval::EvalPartial;
 use crate::input::{self, Books};
 use crate::kernel::TopK;
@@ -113,25 +113,26 @@ pub fn check_not_empty(plan: &TrainPlan, meta: &ModelMeta) -> Result<(), InputEr
 
 /// Checks the gates; `Err` means nothing may be registered.
 pub fn check_gates(meta: &ModelMeta, gates: &Gates) -> Result<(), GateError> {
-    if let Some(min) = gates.min_avg_top1 {
-        if meta.avg_top1_score < min {
-            return Err(GateError {
-                metric: "avg_top1_cosine",
-                value: meta.avg_top1_score,
-                min,
-            });
-        }
+    let hit_rate = meta.evaluation.as_ref().map(|e| e.hit_rate);
+    let failed: Vec<GateMiss> = [
+        ("hit_rate", gates.min_hit_rate, hit_rate),
+        (
+            "avg_top1_cosine",
+            gates.min_avg_top1,
+            Some(meta.avg_top1_score),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(metric, min, value)| match (min, value) {
+        (Some(min), Some(value)) if value < min => Some(GateMiss { metric, value, min }),
+        _ => None,
+    })
+    .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(GateError { failed })
     }
-    if let (Some(min), Some(e)) = (gates.min_hit_rate, &meta.evaluation) {
-        if e.hit_rate < min {
-            return Err(GateError {
-                metric: "hit_rate",
-                value: e.hit_rate,
-                min,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A version name that sorts chronologically: `YYYYMMDDTHHMMSSmmmZ-<digest>`.
@@ -277,8 +278,36 @@ mod tests {
             min_hit_rate: None,
         };
         let e = check_gates(&meta, &gates).unwrap_err();
-        assert_eq!(e.metric, "avg_top1_cosine");
+        assert_eq!(e.failed.len(), 1);
+        assert_eq!(e.failed[0].metric, "avg_top1_cosine");
         meta.avg_top1_score = 0.05;
         assert!(check_gates(&meta, &gates).is_ok());
+        // Every failing gate is reported, not only the first.
+        meta.avg_top1_score = 0.01;
+        meta.evaluation = Some(cooc_model::Evaluation {
+            k: 10,
+            users: 100,
+            hit_rate: 0.1,
+            recall: 0.1,
+            ndcg: 0.05,
+            coverage: 0.5,
+            baseline_hit_rate: 0.05,
+            baseline_recall: 0.05,
+            baseline_ndcg: 0.02,
+            baseline_coverage: 0.01,
+        });
+        let both = Gates {
+            min_hit_rate: Some(0.3),
+            ..gates
+        };
+        let e = check_gates(&meta, &both).unwrap_err();
+        let names: Vec<_> = e.failed.iter().map(|m| m.metric).collect();
+        assert_eq!(names, ["hit_rate", "avg_top1_cosine"]);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("hit_rate = 0.100000 is below the required 0.3")
+                && msg.contains("avg_top1_cosine = 0.010000 is below the required 0.05"),
+            "{msg}"
+        );
     }
 }
