@@ -16,6 +16,9 @@ use cooc_serve::server::{self, ServeArgs};
 struct Top {
     #[command(subcommand)]
     cmd: TopCmd,
+    /// More log lines on a terminal: -v info, -vv debug (RUST_LOG, when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 // Parsed once per process: the size of its largest variant does not matter.
@@ -80,15 +83,34 @@ fn run(top: Top) -> anyhow::Result<u8> {
     }
 }
 
+/// Logs go to stderr. `RUST_LOG` decides the level when set. Otherwise, on a terminal the
+/// run's summary says what matters, so only warnings are logged (`-v` info, `-vv` debug),
+/// human-readable; elsewhere (a pod, a pipe, a file) every line is a JSON object at info,
+/// for a log collector.
+fn init_logs(verbose: u8) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let tty = std::io::stderr().is_terminal();
+    let level = match (tty, verbose) {
+        (_, 2..) => "debug",
+        (true, 0) => "warn",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if tty {
+        logs.with_ansi(true).init();
+    } else {
+        logs.json().flatten_event(true).init();
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Top::parse()) {
+    let top = Top::parse();
+    init_logs(top.verbose);
+    match run(top) {
         Ok(code) => ExitCode::from(code),
         Err(e) if cli::broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -96,5 +118,55 @@ fn main() -> ExitCode {
             eprintln!("cooc: error: {e:#}");
             ExitCode::from(code as u8)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command has a description, every argument a one-line help; the commands that
+    /// run in pods (`train`, `serve`) take every option from the environment too (the
+    /// README says so).
+    #[test]
+    fn every_command_and_flag_explains_itself() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none() && !path.is_empty() {
+                missing.push(format!("{path}: no description"));
+            }
+            let in_pods = ["cooc train", "cooc serve"].contains(&path);
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+                let flag = arg.get_long().is_some();
+                if in_pods && flag && id != "verbose" && arg.get_env().is_none() {
+                    missing.push(format!("{path} --{id}: no environment variable"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                walk(
+                    sub,
+                    &format!("{path} {}", sub.get_name())
+                        .trim_start()
+                        .replace("  ", " "),
+                    missing,
+                );
+            }
+        }
+        let top = Top::command();
+        top.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&top, "cooc", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

@@ -151,7 +151,7 @@ const MESSAGE_PER_INPUT_BYTE: u64 = 16;
 const MESSAGE_SLACK: u64 = 64 << 20;
 
 /// `--sample-seed` when not given.
-pub const DEFAULT_SAMPLE_SEED: u64 = 0x636f_6f63;
+pub const DEFAULT_SAMPLE_SEED: u64 = 42;
 
 /// The longest row `cooc gen` writes, bounding a generated dataset's size.
 const SYNTHETIC_ROW_BYTES: u64 = 64;

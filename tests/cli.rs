@@ -128,18 +128,44 @@ fn a_failed_gate_keeps_the_live_model() {
     let live = fs::read_to_string(store.join("CURRENT")).unwrap();
 
     for gate in [
-        vec!["--min-avg-top1-cosine", "1.01"],
-        vec!["--holdout", "last", "--min-hit-rate", "1.01"],
+        vec!["--min-avg-top1-cosine", "0.99"],
+        vec!["--holdout", "last", "--min-hit-rate", "0.99"],
+        // Both fail: both are named.
+        vec![
+            "--holdout",
+            "last",
+            "--min-hit-rate",
+            "0.99",
+            "--min-avg-top1-cosine",
+            "0.99",
+        ],
+        // A gate is a fraction: outside 0..=1 it is bad configuration, before training.
+        vec!["--min-avg-top1-cosine", "1.1"],
+        vec!["--holdout", "last", "--min-hit-rate=-0.5"],
     ] {
         let mut args = vec!["train", "--orders", p(&orders), "--model-dir", p(&store)];
         args.extend(gate.iter().copied());
         let out = cooc(&args);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("quality gate failed"),
-            "{}",
-            stderr(&out)
-        );
+        let err = stderr(&out);
+        if gate.contains(&"0.99") {
+            assert!(err.contains("quality gate failed"), "{err}");
+            for metric in ["hit_rate", "avg_top1_cosine"] {
+                let flag = if metric == "hit_rate" {
+                    "--min-hit-rate"
+                } else {
+                    "--min-avg-top1-cosine"
+                };
+                assert_eq!(
+                    err.contains(&format!("{metric} = ")),
+                    gate.contains(&flag),
+                    "{metric}: {err}"
+                );
+            }
+        } else {
+            assert!(err.contains("is outside 0..=1"), "{err}");
+        }
+
         assert_eq!(fs::read_to_string(store.join("CURRENT")).unwrap(), live);
     }
     let listed = ok(&["models", "list", "--model-dir", p(&store)]);

@@ -11,4 +11,5 @@ mod hardening;
 mod kernel_props;
 mod layers;
 mod manifests;
+mod newcomer;
 mod submit;

@@ -33,7 +33,9 @@ pub const MAX_K: u32 = 100;
 /// serve, `cooc-serve` and `cooc serve`, take exactly these).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Model store directory (holds CURRENT and one directory per version).
+    /// Model store directory (holds CURRENT and one directory per version). The default is
+    /// the pods' volume path, where the JobSet's ranks publish; `cooc train` on a laptop
+    /// publishes into ./model, so pass --model-dir model there.
     #[arg(long, env = "MODEL_DIR", default_value = "/workspace/model")]
     pub model_dir: std::path::PathBuf,
     /// Name served under /v1/models/<name>.

@@ -254,7 +254,7 @@ pub struct TrainArgs {
     #[arg(
         short,
         long = "k",
-        alias = "top-k",
+        visible_alias = "top-k",
         default_value_t = 10,
         env = "COOC_K"
     )]
@@ -282,20 +282,22 @@ pub struct TrainArgs {
     /// Hold-out evaluation: none, or last (each customer's last order, by created_at).
     #[arg(long, value_enum, default_value = "none", env = "COOC_HOLDOUT")]
     pub holdout: Holdout,
-    /// Fail (exit 2, register nothing) below this HitRate@K; needs --holdout last.
+    /// Fail (exit 2, register nothing) below this HitRate@K, a fraction in 0..=1; needs
+    /// --holdout last.
     #[arg(long, env = "COOC_MIN_HIT_RATE")]
     pub min_hit_rate: Option<f64>,
-    /// Fail (exit 2, register nothing) below this mean first-neighbour score.
+    /// Fail (exit 2, register nothing) below this mean first-neighbour score, in 0..=1.
     #[arg(long, env = "COOC_MIN_AVG_TOP1_COSINE")]
     min_avg_top1_cosine: Option<f64>,
-    /// Model store to publish into.
+    /// Model store to publish into (relative to the working directory; pods pass
+    /// /workspace/model, where cooc-serve looks by default).
     #[arg(long, env = "MODEL_DIR", default_value = "model")]
     pub model_dir: PathBuf,
     /// Publish without making the new version live.
-    #[arg(long)]
+    #[arg(long, env = "COOC_NO_PROMOTE")]
     pub no_promote: bool,
     /// Write a single artifact file here instead of publishing to the store.
-    #[arg(long, conflicts_with = "no_promote")]
+    #[arg(long, env = "COOC_OUT", conflicts_with = "no_promote")]
     pub out: Option<PathBuf>,
 }
 

@@ -19,6 +19,16 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         return Err(bad(format!("--k {} is outside 1..={MAX_TOP_K}", a.k)));
     }
     let holdout = matches!(a.holdout, Holdout::Last);
+    for (flag, gate) in [
+        ("--min-hit-rate", a.min_hit_rate),
+        ("--min-avg-top1-cosine", a.min_avg_top1_cosine),
+    ] {
+        if let Some(g) = gate.filter(|g| !(0.0..=1.0).contains(g)) {
+            return Err(bad(format!(
+                "{flag} {g} is outside 0..=1 (a gate is a fraction: HitRate and cosine are never above 1)"
+            )));
+        }
+    }
     if a.min_hit_rate.is_some() && !holdout {
         return Err(bad("--min-hit-rate needs --holdout last".into()));
     }
@@ -137,23 +147,44 @@ pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
             }
         }
     };
-    summary(&r, t.elapsed().as_secs_f64());
+    summary(&r, &plan, t.elapsed().as_secs_f64());
     Ok(0)
 }
 
-/// The run's one-line summary, on stderr.
-fn summary(r: &TrainReport, secs: f64) {
+/// What the run did, for a person: what was trained, its hold-out quality beside the
+/// popularity baseline, and where it went (live or not). Phase timings go to the log.
+fn summary(r: &TrainReport, plan: &TrainPlan, secs: f64) {
     let phases: Vec<String> = r
         .timings
         .iter()
         .map(|p| format!("{} {:.3}s", p.name, p.seconds))
         .collect();
+    tracing::info!(phases = phases.join(", "), "timings");
     eprintln!(
-        "trained {} items, {} neighbours in {secs:.2}s ({}); wrote {} ({})",
-        r.meta.n_items,
-        r.meta.nnz,
-        phases.join(", "),
-        r.written,
-        r.path.display()
+        "trained {} books, {} neighbours, in {secs:.2} s",
+        r.meta.n_items, r.meta.nnz
     );
+    if let Some(e) = &r.meta.evaluation {
+        let k = e.k;
+        eprintln!(
+            "hold-out (last order of {} customers): HitRate@{k} {:.3} (popularity {:.3}), \
+             Recall@{k} {:.3}, NDCG@{k} {:.3}, coverage {:.3}",
+            e.users, e.hit_rate, e.baseline_hit_rate, e.recall, e.ndcg, e.coverage
+        );
+    }
+    match &plan.output {
+        Output::File(_) => eprintln!("wrote {}", r.path.display()),
+        Output::Store { dir, promote: true } => {
+            eprintln!("version {} is live in {}", r.written, dir.display())
+        }
+        Output::Store {
+            dir,
+            promote: false,
+        } => eprintln!(
+            "version {} published in {}, not live (--no-promote): `cooc models promote {}` makes it live",
+            r.written,
+            dir.display(),
+            r.written
+        ),
+    }
 }
