@@ -207,6 +207,16 @@ def main():
             ax.set_ylabel(unit)
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
+        # Where the guide's dense method stops, say why on the plot itself.
+        guide = "guide: sklearn dense cosine"
+        ran = [s for s in sizes if guide in results[s]]
+        for size in (s for s in sizes if s in skipped and ran):
+            last = ran[-1]
+            y = max(0.01, statistics.median(x[0] for x in results[last][guide]))
+            t_ax.annotate(
+                f"not run at {size}: its {BOOKS[size]:,} x {BOOKS[size]:,}\nmatrix needs {skipped[size] / 2**30:.0f} GiB",
+                xy=(ROWS[last], y), xytext=(8, -4), textcoords="offset points", fontsize=7, va="top")
+            break
         t_ax.legend(fontsize=8)
         fig.suptitle(f"Training top-10 cosine neighbours, medians of {a.runs} runs ({time.strftime('%Y-%m-%d')}); times under 10 ms drawn at 10 ms")
         fig.tight_layout()
