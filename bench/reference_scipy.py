@@ -6,12 +6,16 @@ one basket per line) and writes `book_id,rank,neighbour_id,score`, the format of
 `cooc export --format csv`, so the two can be compared row for row.
 
 Definition (shared with cooc): binary basket x item matrix (an item repeated in a basket
-counts once), C = X^T X, cosine C_ij / sqrt(C_ii C_jj) or Jaccard C_ij / (C_ii + C_jj - C_ij)
-in float64, diagonal excluded, top K with score > 0, ordered by score descending then item
-key ascending (numerically for integer keys, by code point for strings).
+counts once), C = X^T X, c_i = C_ii, N = baskets with at least one item; in float64:
+cosine c_ij / sqrt(c_i c_j), jaccard c_ij / (c_i + c_j - c_ij), count c_ij, lift
+c_ij N / (c_i c_j), inclusion c_ij / min(c_i, c_j), llr Dunning's G² of the 2x2 table
+(k11 = c_ij, k12 = c_i - c_ij, k21 = c_j - c_ij, k22 = N - c_i - c_j + c_ij), for pairs with
+c_ij N > c_i c_j only; diagonal excluded, pairs with c_ij < --min-support dropped, top K
+with score > 0, ordered by score descending then item key ascending (numerically for
+integer keys, by code point for strings).
 
-Usage: reference_scipy.py INPUT [--format orders|baskets] [--k 10] [--similarity cosine|jaccard]
-       [--out FILE]
+Usage: reference_scipy.py INPUT [--format orders|baskets] [--k 10]
+       [--similarity cosine|jaccard|count|lift|inclusion|llr] [--min-support 1] [--out FILE]
 """
 
 import argparse
@@ -69,7 +73,8 @@ def main():
     ap.add_argument("input")
     ap.add_argument("--format", choices=["orders", "baskets"], default="orders")
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--similarity", choices=["cosine", "jaccard"], default="cosine")
+    ap.add_argument("--similarity", choices=["cosine", "jaccard", "count", "lift", "inclusion", "llr"], default="cosine")
+    ap.add_argument("--min-support", type=int, default=1)
     ap.add_argument("--out")
     a = ap.parse_args()
 
@@ -92,18 +97,40 @@ def main():
     c = (x.T @ x).tocsr()
     c.sort_indices()
     diag = c.diagonal().astype(np.int64)
+    n = float(np.count_nonzero(np.diff(x.indptr)))
+
+    def xlnx(v):
+        v = np.asarray(v, dtype=np.float64)
+        out = np.zeros_like(v)
+        pos = v > 0
+        out[pos] = v[pos] * np.log(v[pos])
+        return out
 
     out_rows = []
     for i in range(n_items):
         lo, hi = c.indptr[i], c.indptr[i + 1]
         js = c.indices[lo:hi]
         cij = c.data[lo:hi].astype(np.int64)
-        keep = js != i
+        keep = (js != i) & (cij >= a.min_support)
         js, cij = js[keep], cij[keep]
+        ci, cj, cf = float(diag[i]), diag[js].astype(np.float64), cij.astype(np.float64)
         if a.similarity == "cosine":
-            score = cij.astype(np.float64) / np.sqrt((diag[i] * diag[js]).astype(np.float64))
+            score = cf / np.sqrt(ci * cj)
+        elif a.similarity == "jaccard":
+            score = cf / (ci + cj - cf)
+        elif a.similarity == "count":
+            score = cf.copy()
+        elif a.similarity == "lift":
+            score = cf * n / (ci * cj)
+        elif a.similarity == "inclusion":
+            score = cf / np.minimum(ci, cj)
         else:
-            score = cij.astype(np.float64) / (diag[i] + diag[js] - cij).astype(np.float64)
+            k11, k12, k21 = cf, ci - cf, cj - cf
+            k22 = n - ci - cj + cf
+            g2 = 2.0 * (xlnx(k11) + xlnx(k12) + xlnx(k21) + xlnx(k22)
+                        - xlnx(k11 + k12) - xlnx(k21 + k22) - xlnx(k11 + k21) - xlnx(k12 + k22)
+                        + xlnx(np.full_like(cf, n)))
+            score = np.where(cf * n > ci * cj, g2, 0.0)
         pos = score > 0
         js, score = js[pos], score[pos]
         order = np.lexsort((js, -score))[: a.k]

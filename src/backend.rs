@@ -10,9 +10,7 @@
 
 use std::ops::Range;
 
-use cooc_model::Similarity;
-
-use crate::kernel::{CoocIndex, TopK};
+use crate::kernel::{CoocIndex, Scoring, TopK};
 
 /// Where the co-occurrence counts should be computed, as asked (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -147,7 +145,7 @@ impl Engine {
     pub fn top_k(
         &self,
         index: &CoocIndex,
-        sim: Similarity,
+        sim: Scoring,
         k: usize,
         rows: Range<usize>,
     ) -> anyhow::Result<TopK> {
@@ -201,9 +199,10 @@ mod tests {
         };
         let idx = CoocIndex::build(&b, 3);
         let e = Engine::open(Backend::Cpu, 0).unwrap();
+        let cosine = Scoring::new(cooc_model::Similarity::Cosine, 3);
         assert_eq!(
-            e.top_k(&idx, Similarity::Cosine, 2, 0..3).unwrap(),
-            idx.top_k(Similarity::Cosine, 2, 0..3)
+            e.top_k(&idx, cosine, 2, 0..3).unwrap(),
+            idx.top_k(cosine, 2, 0..3)
         );
     }
 }

@@ -74,6 +74,7 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<DemoOutcome> {
         threads: plan.threads,
         backend: crate::backend::resolve(BackendRequest::Auto, Comm::Quic)?,
         chunk_bytes: None,
+        min_support: 1,
         max_basket: None,
         sample_seed: DEFAULT_SAMPLE_SEED,
         keys: crate::input::KeyKind::Auto,

@@ -122,9 +122,15 @@ pub fn inspect(path: &Path, book: Option<&str>, as_json: bool) -> anyhow::Result
     }
     writeln!(
         out,
-        "similarity   {} (top {})",
+        "similarity   {} (top {}{}{})",
         meta.similarity.as_str(),
-        meta.top_k
+        meta.top_k,
+        match meta.min_support {
+            1 => String::new(),
+            s => format!(", pairs in at least {s} baskets"),
+        },
+        meta.max_basket
+            .map_or_else(String::new, |m| format!(", baskets sampled to {m} items")),
     )?;
     writeln!(out, "items        {}", meta.n_items)?;
     writeln!(out, "baskets      {}", meta.n_baskets)?;

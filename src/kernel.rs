@@ -81,13 +81,34 @@ impl TopK {
     }
 }
 
-/// The similarity of items with `c_ij` shared baskets and `c_ii`, `c_jj` baskets each.
-#[inline]
-pub fn score(sim: Similarity, c_ij: u32, c_ii: u32, c_jj: u32) -> f64 {
-    let (c, a, b) = (c_ij as f64, c_ii as f64, c_jj as f64);
-    match sim {
-        Similarity::Cosine => c / (a * b).sqrt(),
-        Similarity::Jaccard => c / (a + b - c),
+/// How a row's candidates are scored and which are kept: the measure, the training
+/// baskets N it may need (lift, LLR), and the least baskets a pair must share
+/// (`--min-support`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scoring {
+    /// The measure.
+    pub sim: Similarity,
+    /// Training baskets with at least one item, over the whole gang.
+    pub n_baskets: u64,
+    /// Pairs shared by fewer baskets are never neighbours (1: every pair).
+    pub min_support: u32,
+}
+
+impl Scoring {
+    /// `sim` over `n_baskets`, every pair eligible.
+    pub fn new(sim: Similarity, n_baskets: u64) -> Scoring {
+        Scoring {
+            sim,
+            n_baskets,
+            min_support: 1,
+        }
+    }
+
+    /// The score of items with `c_ij` shared baskets and `c_ii`, `c_jj` baskets each.
+    #[inline]
+    pub fn score(&self, c_ij: u32, c_ii: u32, c_jj: u32) -> f64 {
+        self.sim
+            .score(c_ij as f64, c_ii as f64, c_jj as f64, self.n_baskets as f64)
     }
 }
 
@@ -189,7 +210,7 @@ impl CoocIndex {
     }
 
     /// Top-`k` neighbours of the items in `rows`.
-    pub fn top_k(&self, sim: Similarity, k: usize, rows: Range<usize>) -> TopK {
+    pub fn top_k(&self, sim: Scoring, k: usize, rows: Range<usize>) -> TopK {
         let n_items = self.n_items();
         // One scratch per worker thread (not per rayon split: a fresh 4*n-byte counter per
         // split costs more in page zeroing than the counting itself).
@@ -214,7 +235,7 @@ impl CoocIndex {
 
 fn row_top_k(
     idx: &CoocIndex,
-    sim: Similarity,
+    sim: Scoring,
     k: usize,
     i: usize,
     s: &mut Scratch,
@@ -259,7 +280,7 @@ fn row_top_k(
 /// same for any order of the candidates (the order is total: score, then item), which lets
 /// every backend that produces the counts share this one selection.
 pub fn select_top_k(
-    sim: Similarity,
+    sim: Scoring,
     k: usize,
     i: usize,
     degree: &[u32],
@@ -271,32 +292,42 @@ pub fn select_top_k(
     // While the heap holds k, a candidate needs c >= c_min to possibly qualify: with C_jj
     // >= c, `below(c, c_ii, c, tau)` is `c < t` for the `t` below, and for an integer c that
     // is exactly `c < ceil(t)`. One integer compare rejects most candidates.
-    let mut c_min = 0u32;
+    // Below `--min-support` a pair is never a neighbour: the floor starts there.
+    let support = sim.min_support.max(1);
+    let mut c_min = support;
+    // Lift, inclusion and LLR can be high for any c (a pair of rare items), so only the
+    // measures that grow with c given c_jj >= c have a floor above the support.
     let floor = |tau: f64| -> u32 {
-        let t = match sim {
+        let t = match sim.sim {
             Similarity::Cosine => tau * tau * c_ii as f64 * SLACK,
             Similarity::Jaccard => tau * c_ii as f64 * SLACK,
+            Similarity::Count => tau * SLACK,
+            Similarity::Lift | Similarity::Inclusion | Similarity::Llr => 0.0,
         };
-        t.ceil().min(u32::MAX as f64) as u32
+        (t.ceil().min(u32::MAX as f64) as u32).max(support)
     };
     for (j, c) in candidates {
-        if c < c_min || j as usize == i || c == 0 {
+        if c < c_min || j as usize == i {
             continue;
         }
+        let c_jj = degree[j as usize];
         if heap.len() == k {
             let tau = heap.peek().map_or(0.0, |w| w.0 .0);
-            let c_jj = degree[j as usize];
             if below(sim, c, c_ii, c_jj, tau) {
                 continue;
             }
-            let cand = (score(sim, c, c_ii, c_jj), j);
+            let cand = (sim.score(c, c_ii, c_jj), j);
             if let Some(mut worst) = heap.peek_mut() {
                 if better(&cand, &worst.0) == Ordering::Less {
                     *worst = Worst(cand);
                 }
             }
         } else {
-            heap.push(Worst((score(sim, c, c_ii, degree[j as usize]), j)));
+            let s = sim.score(c, c_ii, c_jj);
+            // Only LLR scores a shared pair 0 (bought together less than chance).
+            if s > 0.0 {
+                heap.push(Worst((s, j)));
+            }
         }
         if heap.len() == k {
             c_min = floor(heap.peek().map_or(0.0, |w| w.0 .0));
@@ -315,12 +346,17 @@ pub fn select_top_k(
 /// `C_jj` gives an upper bound: `below` stays sound for it. The 1e-9 slack dwarfs f64 rounding (~1e-16), so a candidate
 /// that could equal or beat `tau` after rounding is never skipped: the result is exact.
 #[inline]
-fn below(sim: Similarity, c: u32, a: u32, b: u32, tau: f64) -> bool {
+fn below(sim: Scoring, c: u32, a: u32, b: u32, tau: f64) -> bool {
+    let (cu, au, bu) = (c, a, b);
     let (c, a, b) = (c as f64, a as f64, b as f64);
-    match sim {
+    match sim.sim {
         // c / sqrt(ab) < tau  <=>  c^2 < tau^2 ab   (all exact in f64 below 2^26 baskets)
         Similarity::Cosine => c * c < tau * tau * (a * b) * SLACK,
         Similarity::Jaccard => c < tau * (a + b - c) * SLACK,
+        Similarity::Count => c < tau * SLACK,
+        Similarity::Lift => c * (sim.n_baskets as f64) < tau * (a * b) * SLACK,
+        Similarity::Inclusion => c < tau * a.min(b) * SLACK,
+        Similarity::Llr => sim.score(cu, au, bu) < tau * SLACK,
     }
 }
 
@@ -380,11 +416,11 @@ mod tests {
         let b = csr(&[&[0, 1], &[0, 1, 2], &[2]]);
         let idx = CoocIndex::build(&b, 3);
         assert_eq!(idx.degree(), &[2, 2, 2]);
-        let m = idx.top_k(Similarity::Cosine, 10, 0..3);
+        let m = idx.top_k(Scoring::new(Similarity::Cosine, 3), 10, 0..3);
         assert_eq!(m.row(0).0, &[1, 2]);
         assert_eq!(m.row(0).1, &[1.0, 0.5]);
         assert_eq!(m.row(2).0, &[0, 1]); // tie at 0.5: lower id first
-        let j = idx.top_k(Similarity::Jaccard, 1, 0..3);
+        let j = idx.top_k(Scoring::new(Similarity::Jaccard, 3), 1, 0..3);
         assert_eq!(j.row(2), (&[0u32][..], &[(1.0f64 / 3.0) as f32][..]));
     }
 
@@ -392,9 +428,9 @@ mod tests {
     fn split_rows_append_to_the_whole() {
         let b = csr(&[&[0, 1, 3], &[1, 2], &[0, 2, 3], &[3]]);
         let idx = CoocIndex::build(&b, 4);
-        let whole = idx.top_k(Similarity::Cosine, 2, 0..4);
-        let mut parts = idx.top_k(Similarity::Cosine, 2, 0..1);
-        parts.append(idx.top_k(Similarity::Cosine, 2, 1..4));
+        let whole = idx.top_k(Scoring::new(Similarity::Cosine, 4), 2, 0..4);
+        let mut parts = idx.top_k(Scoring::new(Similarity::Cosine, 4), 2, 0..1);
+        parts.append(idx.top_k(Scoring::new(Similarity::Cosine, 4), 2, 1..4));
         assert_eq!(whole, parts);
         assert!(whole.avg_top1() > 0.0);
     }
@@ -421,7 +457,14 @@ mod tests {
             .collect();
         let b = csr(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>());
         let idx = CoocIndex::build(&b, n_items as usize);
-        for sim in [Similarity::Cosine, Similarity::Jaccard] {
+        let measures = Similarity::ALL.into_iter().flat_map(|m| {
+            [1, 3].map(|min_support| Scoring {
+                sim: m,
+                n_baskets: rows.len() as u64,
+                min_support,
+            })
+        });
+        for sim in measures {
             for k in [1, 3, 10, 50] {
                 let want = idx.top_k(sim, k, 0..n_items as usize);
                 let mut heap = std::collections::BinaryHeap::new();
@@ -442,6 +485,25 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(TopK::from_lists(lists), want, "{sim:?} k={k}");
+                // Brute force: every pair with c_ij >= min_support and a positive score.
+                for i in 0..n_items as usize {
+                    let (got, _) = want.row(i);
+                    let mut all: Vec<(f64, u32)> = (0..n_items as u32)
+                        .filter(|&j| j as usize != i)
+                        .filter_map(|j| {
+                            let c = rows
+                                .iter()
+                                .filter(|r| r.contains(&(i as u32)) && r.contains(&j))
+                                .count() as u32;
+                            let s = sim.score(c, idx.degree()[i], idx.degree()[j as usize]);
+                            (c >= sim.min_support && c > 0 && s > 0.0).then_some((s, j))
+                        })
+                        .collect();
+                    all.sort_by(better);
+                    all.truncate(k);
+                    let ids: Vec<u32> = all.iter().map(|x| x.1).collect();
+                    assert_eq!(got, &ids[..], "{sim:?} k={k} row {i}");
+                }
             }
         }
     }

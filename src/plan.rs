@@ -137,6 +137,8 @@ pub struct TrainPlan {
     /// Bytes per chunk of an orders file; `None` picks them: a few chunks per thread for
     /// one process, [`GANG_CHUNK_BYTES`] for a gang (where every rank must plan alike).
     pub chunk_bytes: Option<u64>,
+    /// `--min-support`: pairs shared by fewer training baskets are never neighbours.
+    pub min_support: u32,
     /// `--max-basket`: baskets of more distinct items are sampled down to this many.
     pub max_basket: Option<usize>,
     /// `--sample-seed`: the seed of those samples.
@@ -184,7 +186,7 @@ impl TrainPlan {
     /// The parameters and input every rank of a gang must share, for the handshake.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}|max_basket={:?}/{}",
+            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}|max_basket={:?}/{}|min_support={}",
             self.source.describe(),
             self.similarity,
             self.k,
@@ -195,6 +197,7 @@ impl TrainPlan {
             self.keys,
             self.max_basket,
             self.sample_seed,
+            self.min_support,
         )
     }
 

@@ -342,3 +342,49 @@ fn a_peer_of_another_run_is_a_named_fatal_mismatch() {
     assert_eq!(c0, Some(2), "{e0}");
     let _ = cooc(&["--version"]);
 }
+
+/// Every measure, with and without a support floor, is the same model on any gang: N (the
+/// training baskets of lift and LLR) is summed over the ranks like the degrees.
+#[test]
+fn every_measure_is_identical_for_any_world_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = gen(dir.path(), "s");
+    let orders = data.join("orders.csv");
+    for sim in ["count", "lift", "inclusion", "llr"] {
+        for support in ["1", "2"] {
+            let train = |name: &str, extra: &[&str]| {
+                let out = dir.path().join(format!("{sim}-{support}-{name}.cooc"));
+                let mut args = vec![
+                    "train",
+                    "--orders",
+                    p(&orders),
+                    "--holdout",
+                    "last",
+                    "--similarity",
+                    sim,
+                    "--min-support",
+                    support,
+                    "--out",
+                    p(&out),
+                ];
+                args.extend(extra);
+                let run = Command::new(env!("CARGO_BIN_EXE_cooc"))
+                    .args(&args)
+                    .env("COOC_CHUNK_BYTES", "9000")
+                    .env("RUST_LOG", "warn")
+                    .output()
+                    .unwrap();
+                assert!(run.status.success(), "{sim} {name}: {}", stderr(&run));
+                let m = Model::open(&out).unwrap();
+                assert_eq!(m.meta().similarity.as_str(), sim);
+                identity(&out)
+            };
+            let one = train("one", &[]);
+            assert_eq!(
+                one,
+                train("three", &["--local-ranks", "3"]),
+                "{sim} s={support}"
+            );
+        }
+    }
+}

@@ -5,14 +5,22 @@
 use cooc::backend::Backend;
 use cooc::csr::Csr;
 use cooc::input::BasketBy;
-use cooc::kernel::CoocIndex;
+use cooc::kernel::{CoocIndex, Scoring};
 use cooc::plan::{Gates, Output, Source, TrainPlan};
 use cooc_model::{Model, Similarity};
 use proptest::prelude::*;
 
-/// Dense C = XᵀX over distinct (basket, item) pairs, scores in f64 exactly as documented,
+/// Dense C = XᵀX over distinct (basket, item) pairs, scores in f64 by the documented
+/// formulas (`Similarity::score`, N = non-empty baskets), pairs below `support` dropped,
 /// full sort by (score desc, id asc), first k with score > 0.
-fn naive(baskets: &[Vec<u32>], n: usize, sim: Similarity, k: usize) -> Vec<Vec<(u32, f32)>> {
+fn naive(
+    baskets: &[Vec<u32>],
+    n: usize,
+    sim: Similarity,
+    support: u32,
+    k: usize,
+) -> Vec<Vec<(u32, f32)>> {
+    let n_baskets = baskets.iter().filter(|b| !b.is_empty()).count() as f64;
     let mut c = vec![vec![0u32; n]; n];
     for b in baskets {
         let mut items = b.clone();
@@ -27,15 +35,12 @@ fn naive(baskets: &[Vec<u32>], n: usize, sim: Similarity, k: usize) -> Vec<Vec<(
     (0..n)
         .map(|i| {
             let mut row: Vec<(f64, u32)> = (0..n)
-                .filter(|&j| j != i && c[i][j] > 0)
+                .filter(|&j| j != i && c[i][j] > 0 && c[i][j] >= support)
                 .map(|j| {
                     let (cij, a, b) = (c[i][j] as f64, c[i][i] as f64, c[j][j] as f64);
-                    let s = match sim {
-                        Similarity::Cosine => cij / (a * b).sqrt(),
-                        Similarity::Jaccard => cij / (a + b - cij),
-                    };
-                    (s, j as u32)
+                    (sim.score(cij, a, b, n_baskets), j as u32)
                 })
+                .filter(|&(s, _)| s > 0.0)
                 .collect();
             row.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap().then(x.1.cmp(&y.1)));
             row.truncate(k);
@@ -73,11 +78,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn kernel_matches_naive((n, baskets) in baskets_strategy(), k in 1usize..12, jaccard in any::<bool>()) {
-        let sim = if jaccard { Similarity::Jaccard } else { Similarity::Cosine };
+    fn kernel_matches_naive(
+        (n, baskets) in baskets_strategy(),
+        k in 1usize..12,
+        measure in 0usize..Similarity::ALL.len(),
+        support in 1u32..4,
+    ) {
+        let sim = Similarity::ALL[measure];
         let csr = to_csr(&baskets);
-        let got = CoocIndex::build(&csr, n).top_k(sim, k, 0..n);
-        let want = naive(&baskets, n, sim, k);
+        let n_baskets = baskets.iter().filter(|b| !b.is_empty()).count() as u64;
+        let scoring = Scoring { sim, n_baskets, min_support: support };
+        let got = CoocIndex::build(&csr, n).top_k(scoring, k, 0..n);
+        let want = naive(&baskets, n, sim, support, k);
         for (i, w) in want.iter().enumerate() {
             let (ids, scores) = got.row(i);
             let g: Vec<(u32, f32)> = ids.iter().copied().zip(scores.iter().copied()).collect();
@@ -141,6 +153,7 @@ fn fit_is_identical_for_any_thread_count() {
             backend: Backend::Cpu,
             chunk_bytes,
             keys: cooc::input::KeyKind::Auto,
+            min_support: 1,
             max_basket: None,
             sample_seed: cooc::plan::DEFAULT_SAMPLE_SEED,
         };

@@ -247,7 +247,8 @@ pub struct TrainArgs {
     /// Group orders into baskets by created_at windows (e.g. 30m, 1h, 1day) instead of customer_id.
     #[arg(long, env = "COOC_BASKET_WINDOW", value_parser = humantime::parse_duration)]
     pub basket_window: Option<Duration>,
-    /// Similarity measure: cosine (C_ij / sqrt(C_ii C_jj)) or jaccard (C_ij / (C_ii + C_jj - C_ij)).
+    /// Similarity measure: cosine, jaccard, count, lift, inclusion or llr (README: "Choosing
+    /// a measure").
     #[arg(long, value_enum, default_value = "cosine", env = "COOC_SIMILARITY")]
     pub similarity: SimilarityArg,
     /// Neighbours kept per book (1..=1000).
@@ -270,6 +271,10 @@ pub struct TrainArgs {
     /// with no sign or leading zero; else strings), int, or string (ISBNs, SKUs).
     #[arg(long, value_enum, default_value = "auto", env = "COOC_KEYS")]
     pub keys: KeyKind,
+    /// Pairs of books shared by fewer than N training baskets are never neighbours (rare
+    /// pairs make lift and LLR noisy).
+    #[arg(long, env = "COOC_MIN_SUPPORT", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_support: u32,
     /// Reduce every basket of more than N distinct books to N of them, a seeded uniform
     /// sample (the same on any gang): bounds the cost of a few huge baskets (a company
     /// account, a bot), which grows with the square of their size [default: no cap; a
@@ -301,13 +306,21 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `--similarity`.
+/// `--similarity` (the formulas: `cooc_model::Similarity::score`).
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SimilarityArg {
-    /// C_ij / sqrt(C_ii C_jj).
+    /// c_ij / sqrt(c_i c_j).
     Cosine,
-    /// C_ij / (C_ii + C_jj - C_ij).
+    /// c_ij / (c_i + c_j - c_ij).
     Jaccard,
+    /// c_ij, the baskets a pair shares.
+    Count,
+    /// c_ij N / (c_i c_j), N training baskets: how many times more often than chance.
+    Lift,
+    /// c_ij / min(c_i, c_j), the inclusion index.
+    Inclusion,
+    /// Dunning's log-likelihood ratio G², for pairs bought together more often than chance.
+    Llr,
 }
 
 /// `cooc models`.

@@ -19,13 +19,30 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         return Err(bad(format!("--k {} is outside 1..={MAX_TOP_K}", a.k)));
     }
     let holdout = matches!(a.holdout, Holdout::Last);
-    for (flag, gate) in [
-        ("--min-hit-rate", a.min_hit_rate),
-        ("--min-avg-top1-cosine", a.min_avg_top1_cosine),
+    let similarity = match a.similarity {
+        SimilarityArg::Cosine => Similarity::Cosine,
+        SimilarityArg::Jaccard => Similarity::Jaccard,
+        SimilarityArg::Count => Similarity::Count,
+        SimilarityArg::Lift => Similarity::Lift,
+        SimilarityArg::Inclusion => Similarity::Inclusion,
+        SimilarityArg::Llr => Similarity::Llr,
+    };
+    // HitRate is a fraction; so is the mean first score of a bounded measure (count, lift
+    // and LLR scores grow without bound, so their gate needs only be non-negative).
+    for (flag, gate, fraction) in [
+        ("--min-hit-rate", a.min_hit_rate, true),
+        (
+            "--min-avg-top1-cosine",
+            a.min_avg_top1_cosine,
+            similarity.bounded(),
+        ),
     ] {
-        if let Some(g) = gate.filter(|g| !(0.0..=1.0).contains(g)) {
+        let ok = |g: f64| g >= 0.0 && (!fraction || g <= 1.0);
+        if let Some(g) = gate.filter(|&g| !ok(g)) {
+            let range = if fraction { "0..=1" } else { "0 or more" };
             return Err(bad(format!(
-                "{flag} {g} is outside 0..=1 (a gate is a fraction: HitRate and cosine are never above 1)"
+                "{flag} {g} is outside {range} for --similarity {}",
+                similarity.as_str()
             )));
         }
     }
@@ -63,10 +80,7 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
     Ok(TrainPlan {
         source,
         books: a.books.clone(),
-        similarity: match a.similarity {
-            SimilarityArg::Cosine => Similarity::Cosine,
-            SimilarityArg::Jaccard => Similarity::Jaccard,
-        },
+        similarity,
         k: a.k,
         holdout,
         gates: Gates {
@@ -83,6 +97,7 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         threads,
         backend,
         chunk_bytes: a.chunk_bytes,
+        min_support: a.min_support,
         max_basket: a.max_basket,
         sample_seed: a.sample_seed,
         keys: a.keys,

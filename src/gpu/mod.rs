@@ -16,12 +16,11 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cooc_model::Similarity;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use rayon::prelude::*;
 
-use crate::kernel::{select_top_k, CoocIndex, TopK};
+use crate::kernel::{select_top_k, CoocIndex, Scoring, TopK};
 
 /// The kernels' source, compiled at run time.
 const SOURCE: &str = include_str!("cooc.cu");
@@ -120,7 +119,7 @@ impl Device {
     pub fn top_k(
         &self,
         idx: &CoocIndex,
-        sim: Similarity,
+        sim: Scoring,
         k: usize,
         rows: Range<usize>,
     ) -> Result<TopK, GpuError> {

@@ -38,7 +38,7 @@ use crate::eval;
 use crate::gang::communicator::{Communicator, Solo, Traffic};
 use crate::gang::schedule::balanced_blocks;
 use crate::input::Interactions;
-use crate::kernel::{CoocIndex, TopK};
+use crate::kernel::{CoocIndex, Scoring, TopK};
 use crate::plan::TrainPlan;
 use crate::progress::{Phase, Timings};
 use codec::{phase, BasketsOut, Failure, Summary, WriteOutcome};
@@ -104,10 +104,21 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
         ..
     } = data;
     log_baskets(&train_baskets);
-    let (index, rows) = if world == 1 {
-        (CoocIndex::build(&train_baskets, n_items), 0..n_items)
+    // N of lift and LLR: training baskets with at least one item (a basket whose only
+    // order was held out does not count).
+    let non_empty = (0..train_baskets.n_rows())
+        .filter(|&b| train_baskets.row_len(b) > 0)
+        .count() as u64;
+    let (index, rows, n_train) = if world == 1 {
+        (
+            CoocIndex::build(&train_baskets, n_items),
+            0..n_items,
+            non_empty,
+        )
     } else {
-        let mut dw = vec![0u64; 2 * n_items];
+        // Degrees, per-item work and (last) the basket count, summed over the gang.
+        let mut dw = vec![0u64; 2 * n_items + 1];
+        dw[2 * n_items] = non_empty;
         for b in 0..train_baskets.n_rows() {
             let row = train_baskets.row(b);
             for &i in row {
@@ -118,19 +129,25 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
         comm.all_reduce_sum("summing degrees", &mut dw)?;
         share::step("degrees", &mut t);
         let degree: Vec<u32> = dw[..n_items].iter().map(|&d| d as u32).collect();
-        let blocks = balanced_blocks(&dw[n_items..], world);
+        let n_train = dw[2 * n_items];
+        let blocks = balanced_blocks(&dw[n_items..2 * n_items], world);
         drop(dw);
         let mine = blocks[rank as usize].clone();
         let local = route_baskets(comm, &train_baskets, &blocks, n_items)?;
         share::step("route baskets", &mut t);
         let index = CoocIndex::build_with_degree(&local, n_items, Some(degree), mine.clone());
-        (index, mine)
+        (index, mine, n_train)
     };
     share::step("index", &mut t);
     timings.finish(count);
 
     let topk = Phase::start("similarity/top-K");
-    let block = engine.top_k(&index, plan.similarity, plan.k, rows)?;
+    let scoring = Scoring {
+        sim: plan.similarity,
+        n_baskets: n_train,
+        min_support: plan.min_support,
+    };
+    let block = engine.top_k(&index, scoring, plan.k, rows)?;
     let degree = index.degree().to_vec();
     drop(index);
     timings.finish(topk);

@@ -80,6 +80,8 @@ pub(crate) fn assemble(
         nnz: model.indices.len() as u64,
         dataset_fingerprint,
         avg_top1_score: model.avg_top1(),
+        min_support: plan.min_support,
+        max_basket: plan.max_basket.map(|m| m as u64),
         evaluation,
     };
     Trained {

@@ -4,23 +4,114 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Similarity measure a model was trained with.
+/// Similarity measure a model was trained with. With N training baskets, c_i baskets
+/// holding item i and c_ij holding both i and j, each is one formula of [`Similarity::score`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Similarity {
-    /// C_ij / sqrt(C_ii C_jj).
+    /// c_ij / sqrt(c_i c_j).
     Cosine,
-    /// C_ij / (C_ii + C_jj - C_ij).
+    /// c_ij / (c_i + c_j - c_ij).
     Jaccard,
+    /// c_ij: baskets shared.
+    Count,
+    /// c_ij N / (c_i c_j): how many times more often than chance.
+    Lift,
+    /// c_ij / min(c_i, c_j): the inclusion index.
+    Inclusion,
+    /// Dunning's log-likelihood ratio G² of the 2x2 table of i and j, for positively
+    /// associated pairs only (c_ij N > c_i c_j); 0 otherwise.
+    Llr,
 }
 
 impl Similarity {
+    /// Every measure, in the order the documentation lists them.
+    pub const ALL: [Similarity; 6] = [
+        Similarity::Cosine,
+        Similarity::Jaccard,
+        Similarity::Count,
+        Similarity::Lift,
+        Similarity::Inclusion,
+        Similarity::Llr,
+    ];
+
     /// The name used on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Similarity::Cosine => "cosine",
             Similarity::Jaccard => "jaccard",
+            Similarity::Count => "count",
+            Similarity::Lift => "lift",
+            Similarity::Inclusion => "inclusion",
+            Similarity::Llr => "llr",
         }
+    }
+
+    /// Whether scores lie in 0..=1 (so a gate on the mean first score is a fraction).
+    pub fn bounded(self) -> bool {
+        matches!(
+            self,
+            Similarity::Cosine | Similarity::Jaccard | Similarity::Inclusion
+        )
+    }
+
+    /// The score of items i and j sharing `c_ij` of `n` baskets, with `c_i` and `c_j`
+    /// baskets each (`c_ij >= 1`, `c_i, c_j >= c_ij`, `n >= c_i + c_j - c_ij`). The one
+    /// definition: the trainer, its reference tests and the documentation use it. A score
+    /// of 0 or below is never a neighbour.
+    #[inline]
+    pub fn score(self, c_ij: f64, c_i: f64, c_j: f64, n: f64) -> f64 {
+        match self {
+            Similarity::Cosine => c_ij / (c_i * c_j).sqrt(),
+            Similarity::Jaccard => c_ij / (c_i + c_j - c_ij),
+            Similarity::Count => c_ij,
+            Similarity::Lift => c_ij * n / (c_i * c_j),
+            Similarity::Inclusion => c_ij / c_i.min(c_j),
+            Similarity::Llr => {
+                if c_ij * n <= c_i * c_j {
+                    return 0.0;
+                }
+                let (k11, k12, k21) = (c_ij, c_i - c_ij, c_j - c_ij);
+                let k22 = n - c_i - c_j + c_ij;
+                2.0 * (xlnx(k11) + xlnx(k12) + xlnx(k21) + xlnx(k22)
+                    - xlnx(k11 + k12)
+                    - xlnx(k21 + k22)
+                    - xlnx(k11 + k21)
+                    - xlnx(k12 + k22)
+                    + xlnx(n))
+            }
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+
+/// x ln x, with 0 ln 0 = 0.
+#[inline]
+fn xlnx(x: f64) -> f64 {
+    if x <= 0.0 {
+        0.0
+    } else {
+        x * x.ln()
+    }
+}
+
+impl std::str::FromStr for Similarity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Similarity, String> {
+        Similarity::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Similarity::ALL.iter().map(|m| m.as_str()).collect();
+                format!("unknown similarity {s:?}: one of {}", names.join(", "))
+            })
     }
 }
 
@@ -72,6 +163,13 @@ pub struct ModelMeta {
     pub avg_top1_score: f64,
     /// Present when trained with a hold-out.
     pub evaluation: Option<Evaluation>,
+    /// `--min-support`: pairs shared by fewer training baskets were dropped (absent from
+    /// the JSON when 1, so models trained without it keep their bytes).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub min_support: u32,
+    /// `--max-basket`: larger baskets were sampled down to this many items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_basket: Option<u64>,
 }
 
 /// How and when a model was built; not part of the model's identity.
@@ -101,6 +199,8 @@ impl ModelMeta {
             nnz: 4,
             dataset_fingerprint: "test".into(),
             avg_top1_score: 0.5,
+            min_support: 1,
+            max_basket: None,
             evaluation: None,
         }
     }
@@ -115,5 +215,38 @@ impl Provenance {
             world_size: 1,
             threads: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_measure_is_its_documented_formula() {
+        let (c, a, b, n) = (2.0, 4.0, 8.0, 20.0);
+        let s = |m: Similarity| m.score(c, a, b, n);
+        assert_eq!(s(Similarity::Cosine), 2.0 / 32f64.sqrt());
+        assert_eq!(s(Similarity::Jaccard), 2.0 / 10.0);
+        assert_eq!(s(Similarity::Count), 2.0);
+        assert_eq!(s(Similarity::Lift), 40.0 / 32.0);
+        assert_eq!(s(Similarity::Inclusion), 0.5);
+        // Mahout's LogLikelihoodTest values for (k11, k12, k21, k22) = (1,0,0,1), (10,0,0,10).
+        assert!((Similarity::Llr.score(1.0, 1.0, 1.0, 2.0) - 2.772588722239781).abs() < 1e-12);
+        assert!((Similarity::Llr.score(10.0, 10.0, 10.0, 20.0) - 27.725887222397812).abs() < 1e-12);
+        // (5, 1729, 1500, 100000) is bought together less than chance: Mahout scores it
+        // 70.9, cooc never recommends it.
+        assert_eq!(Similarity::Llr.score(5.0, 1734.0, 1505.0, 103_234.0), 0.0);
+    }
+
+    #[test]
+    fn names_round_trip_on_the_command_line_and_in_json() {
+        for m in Similarity::ALL {
+            assert_eq!(m.as_str().parse::<Similarity>().unwrap(), m);
+            let json = serde_json::to_string(&m).unwrap();
+            assert_eq!(json, format!("\"{}\"", m.as_str()));
+            assert_eq!(serde_json::from_str::<Similarity>(&json).unwrap(), m);
+        }
+        assert!("pearson".parse::<Similarity>().unwrap_err().contains("llr"));
     }
 }
