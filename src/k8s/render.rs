@@ -1,5 +1,5 @@
 //! Renders the training JobSet that `cooc submit` sends: the checked-in
-//! `jobset/recommender-train.yaml`, with the world size, queue, image, input and name of
+//! `jobset/base/recommender-train.yaml`, with the world size, queue, image, input and name of
 //! this run filled in.
 //!
 //! The manifest in the repository is the single source: rendering the defaults gives it
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::gang::jobset::{pod_hostname, MAX_LABEL};
 
 /// The manifest `cooc submit` starts from.
-pub const BASE_MANIFEST: &str = include_str!("../../jobset/recommender-train.yaml");
+pub const BASE_MANIFEST: &str = include_str!("../../jobset/base/recommender-train.yaml");
 
 /// The GPU overlay, whose patches `--gpu` applies.
 pub const GPU_OVERLAY: &str = include_str!("../../jobset/gpu/kustomization.yaml");
@@ -181,7 +181,7 @@ impl RunSpec {
             return Err(RenderError("the world size must be at least 1".into()));
         }
         let mut js: Value = serde_yaml_ng::from_str(BASE_MANIFEST)
-            .map_err(|e| RenderError(format!("jobset/recommender-train.yaml: {e}")))?;
+            .map_err(|e| RenderError(format!("jobset/base/recommender-train.yaml: {e}")))?;
         let meta = js["metadata"]
             .as_object_mut()
             .ok_or_else(|| RenderError("the base manifest has no metadata".into()))?;

@@ -1,12 +1,11 @@
-//! The upstream JobSet and Kueue CRDs as the tests read them, and the structural-schema
-//! pruning an API server would apply.
+//! The upstream JobSet and Kueue CRDs as the tests read them (pinned in `tests/crds/`, so
+//! every clone checks them), and the structural-schema pruning an API server would apply.
 
 use serde_json::Value;
 
 /// The upstream CRDs: (apiVersion, kind) -> openAPIV3Schema.
-pub(super) fn crd_schemas() -> Option<Vec<(String, String, Value)>> {
-    let crds = crate::common::shared_dataset("../crds/jobset.x-k8s.io_jobsets.yaml")?;
-    let dir = crds.parent().unwrap().to_owned();
+pub(super) fn crd_schemas() -> Vec<(String, String, Value)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/crds");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
@@ -24,7 +23,8 @@ pub(super) fn crd_schemas() -> Option<Vec<(String, String, Value)>> {
             ));
         }
     }
-    Some(out)
+    assert!(out.len() >= 5, "tests/crds holds the JobSet and Kueue CRDs");
+    out
 }
 
 /// Fields the API server would prune: present in `v`, absent from the structural schema.
