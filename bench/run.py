@@ -50,7 +50,7 @@ def timed(cmd, err_path):
 
 def cooc_phases(text):
     """(read, compute) seconds from cooc train's summary line."""
-    m = re.search(r"trained .* in [\d.]+s \(([^)]*)\)", text)
+    m = re.search(r"trained .* in [\d.]+ ?s \(([^)]*)\)", text)
     phases = {k: float(v) for k, v in re.findall(r"([\w/-]+) ([\d.]+)s", m.group(1))}
     read = phases.pop("read", 0.0)
     phases.pop("write", None)

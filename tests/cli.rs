@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::common::{cooc, ok, p, shared_dataset, stderr};
+use crate::common::{cooc, ok, p, required_dataset, stderr};
 
 /// Compares `cooc export` output with an expected CSV: same rows, same order, scores
 /// within 1e-6.
@@ -57,10 +57,9 @@ fn trained_with_books(
 }
 
 #[test]
+#[ignore = "needs the groceries baskets (../shared/datasets or COOC_SHARED_DIR); .ci/run runs it"]
 fn groceries_matches_the_scipy_reference_exactly() {
-    let Some(groceries) = shared_dataset("groceries/groceries.csv") else {
-        return;
-    };
+    let groceries = required_dataset("groceries/groceries.csv");
     let dir = tempfile::tempdir().unwrap();
     for (sim, support, expected) in [
         ("cosine", "1", include_str!("data/groceries_cosine_k10.csv")),

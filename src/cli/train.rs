@@ -167,17 +167,19 @@ pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
 }
 
 /// What the run did, for a person: what was trained, its hold-out quality beside the
-/// popularity baseline, and where it went (live or not). Phase timings go to the log.
+/// popularity baseline, and where it went (live or not). The benchmark scripts read the
+/// phase timings in the first line's parentheses.
 fn summary(r: &TrainReport, plan: &TrainPlan, secs: f64) {
     let phases: Vec<String> = r
         .timings
         .iter()
         .map(|p| format!("{} {:.3}s", p.name, p.seconds))
         .collect();
-    tracing::info!(phases = phases.join(", "), "timings");
     eprintln!(
-        "trained {} books, {} neighbours, in {secs:.2} s",
-        r.meta.n_items, r.meta.nnz
+        "trained {} books, {} neighbours, in {secs:.2}s ({})",
+        r.meta.n_items,
+        r.meta.nnz,
+        phases.join(", ")
     );
     if let Some(e) = &r.meta.evaluation {
         let k = e.k;

@@ -32,8 +32,8 @@ pub(crate) fn stderr(out: &Output) -> String {
 }
 
 /// The project's shared datasets directory: `$COOC_SHARED_DIR` or `../shared` beside the
-/// repository. `None` (the caller skips, saying so) unless `COOC_REQUIRE_SHARED` is set,
-/// in which case a missing directory fails the test: CI sets it so nothing skips silently.
+/// repository. `None` when absent: only optional checks use it (`required_dataset` is for
+/// tests that need it, which are `#[ignore]`d).
 pub(crate) fn shared_dataset(rel: &str) -> Option<PathBuf> {
     let base = std::env::var_os("COOC_SHARED_DIR")
         .map(PathBuf::from)
@@ -42,11 +42,14 @@ pub(crate) fn shared_dataset(rel: &str) -> Option<PathBuf> {
     if p.is_file() {
         return Some(p);
     }
-    if std::env::var_os("COOC_REQUIRE_SHARED").is_some() {
-        panic!("{} is missing and COOC_REQUIRE_SHARED is set", p.display());
-    }
-    eprintln!("skipped: {} not found (set COOC_SHARED_DIR)", p.display());
     None
+}
+
+/// A shared dataset an `#[ignore]`d test needs: a test run without it fails, naming it.
+pub(crate) fn required_dataset(rel: &str) -> PathBuf {
+    shared_dataset(rel).unwrap_or_else(|| {
+        panic!("{rel} is not under $COOC_SHARED_DIR or ../shared/datasets: this test needs it")
+    })
 }
 
 pub(crate) fn p(path: &Path) -> &str {

@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 tag=${1:-cooc:${version}-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}
-target=x86_64-unknown-linux-gnu
+# The host's own architecture (x86_64 or aarch64): the image runs where it was built. For a
+# registry serving both, build on (or cross-compile for) each and join them with
+# `docker buildx imagetools create` or `docker manifest create`.
+target="$(uname -m)-unknown-linux-gnu"
 RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --release --locked --target "$target" --bin cooc --bin cooc-serve >&2
 ctx=$(mktemp -d)
