@@ -71,6 +71,24 @@ impl Csr {
         (self.offsets[r + 1] - self.offsets[r]) as usize
     }
 
+    /// Rows given one by one, each already sorted and distinct (not checked beyond a debug
+    /// assertion): for tests and small inputs.
+    pub fn from_rows<R: AsRef<[u32]>>(rows: &[R]) -> Csr {
+        let mut offsets = Vec::with_capacity(rows.len() + 1);
+        offsets.push(0u64);
+        let mut values = Vec::new();
+        for r in rows {
+            let r = r.as_ref();
+            debug_assert!(
+                r.windows(2).all(|w| w[0] < w[1]),
+                "rows are sorted and distinct"
+            );
+            values.extend_from_slice(r);
+            offsets.push(values.len() as u64);
+        }
+        Csr { offsets, values }
+    }
+
     /// Builds `n_rows` rows from `(row, value)` pairs given as chunked columns of equal
     /// shape. Each row ends up sorted with duplicates removed (a book bought twice by one
     /// customer counts once). `keep`, when given, selects which pairs take part.

@@ -401,13 +401,7 @@ mod tests {
     use super::*;
 
     fn csr(rows: &[&[u32]]) -> Csr {
-        let mut offsets = vec![0u64];
-        let mut values = Vec::new();
-        for r in rows {
-            values.extend_from_slice(r);
-            offsets.push(values.len() as u64);
-        }
-        Csr { offsets, values }
+        Csr::from_rows(rows)
     }
 
     #[test]

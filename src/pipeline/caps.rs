@@ -44,14 +44,7 @@ pub fn cap_baskets(baskets: &Csr, max: usize, seed: u64) -> Option<(Csr, CapRepo
             }
         })
         .collect();
-    let mut offsets = Vec::with_capacity(rows.len() + 1);
-    offsets.push(0u64);
-    let mut values = Vec::with_capacity(baskets.nnz());
-    for row in &rows {
-        values.extend_from_slice(row);
-        offsets.push(values.len() as u64);
-    }
-    Some((Csr { offsets, values }, report))
+    Some((Csr::from_rows(&rows), report))
 }
 
 /// Rows of `baskets` longer than `max`, and the longest of them.
@@ -129,13 +122,7 @@ mod tests {
     use super::*;
 
     fn csr(rows: &[&[u32]]) -> Csr {
-        let mut offsets = vec![0u64];
-        let mut values = Vec::new();
-        for r in rows {
-            values.extend_from_slice(r);
-            offsets.push(values.len() as u64);
-        }
-        Csr { offsets, values }
+        Csr::from_rows(rows)
     }
 
     #[test]

@@ -876,15 +876,7 @@ fn the_gpu_overlay_asks_for_one_gpu_per_rank_on_the_gpu_flavor() {
     let flavors = cq["spec"]["resourceGroups"][0]["flavors"]
         .as_array()
         .unwrap();
-    let quota = |fl: &Value, res: &str| -> Value {
-        fl["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == res)
-            .map(|r| r["nominalQuota"].clone())
-            .unwrap_or(json!("0"))
-    };
+    let quota = nominal_quota;
     let cpu_flavor = &flavors[0];
     assert_eq!(quantity(&quota(cpu_flavor, "nvidia.com/gpu")), 0);
     let gpu_flavor = flavors
@@ -1001,15 +993,7 @@ fn admissible_flavors(all: &[(PathBuf, Value)], pod: &Value, pods: u64) -> Vec<S
                     selector_ok && affinity_ok
                 })
             });
-            let quota = |res: &str| -> Value {
-                fl["resources"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|r| r["name"] == res)
-                    .map(|r| r["nominalQuota"].clone())
-                    .unwrap_or(json!("0"))
-            };
+            let quota = |res: &str| nominal_quota(fl, res);
             let fits = req
                 .as_object()
                 .unwrap()
@@ -1112,4 +1096,15 @@ fn kubectl_kustomize_builds_every_directory() {
     base.sort_by_key(|v| v.to_string());
     top.sort_by_key(|v| v.to_string());
     assert_eq!(base, top);
+}
+
+/// A ClusterQueue flavor's nominal quota of `res` ("0" when it lists none).
+fn nominal_quota(fl: &Value, res: &str) -> Value {
+    fl["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == res)
+        .map(|r| r["nominalQuota"].clone())
+        .unwrap_or(json!("0"))
 }
