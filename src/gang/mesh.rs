@@ -581,25 +581,39 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lost_rank_is_named_with_the_phase() {
-        let (nodes, peers) = nodes(3);
+    /// Runs `body(rank, mesh)` on every rank of a freshly joined `world`-rank gang on
+    /// loopback, each rank in a task of its own.
+    fn on_every_rank<T, F, Fut>(world: u32, body: F) -> tokio::task::JoinSet<T>
+    where
+        F: Fn(usize, Mesh) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (nodes, peers) = nodes(world);
         let mut tasks = tokio::task::JoinSet::new();
         for (rank, node) in nodes.into_iter().enumerate() {
-            let peers = peers.clone();
+            let (peers, body) = (peers.clone(), body.clone());
             tasks.spawn(async move {
                 let mesh = rendezvous(node, rank as u32, &peers, Duration::from_secs(20))
                     .await
                     .unwrap();
-                mesh.barrier("start").await.unwrap();
-                if rank == 2 {
-                    // Leaves without taking part in the next collective.
-                    mesh.close("leaving").await;
-                    return None;
-                }
-                Some(mesh.all_gather("counting", b"x").await.err())
+                body(rank, mesh).await
             });
         }
+        tasks
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_rank_is_named_with_the_phase() {
+        let mut tasks = on_every_rank(3, |rank, mesh| async move {
+            mesh.barrier("start").await.unwrap();
+            if rank == 2 {
+                // Leaves without taking part in the next collective.
+                mesh.close("leaving").await;
+                return None;
+            }
+            Some(mesh.all_gather("counting", b"x").await.err())
+        });
         let mut seen = 0;
         while let Some(r) = tasks.join_next().await {
             if let Some(err) = r.unwrap() {
@@ -620,29 +634,21 @@ mod tests {
     /// the message; messages within the bound still pass.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_message_above_the_bound_is_refused_before_it_is_held() {
-        let (nodes, peers) = nodes(2);
-        let mut tasks = tokio::task::JoinSet::new();
-        for (rank, node) in nodes.into_iter().enumerate() {
-            let peers = peers.clone();
-            tasks.spawn(async move {
-                let mesh = rendezvous(node, rank as u32, &peers, Duration::from_secs(20))
-                    .await
-                    .unwrap();
-                mesh.bound_messages(4096);
-                let small = mesh.all_gather("small", &[7u8; 4096]).await.unwrap();
-                assert_eq!(small[1 - rank], vec![7u8; 4096]);
-                let big = if rank == 1 {
-                    vec![1u8; 1 << 20]
-                } else {
-                    vec![]
-                };
-                let got = mesh.gather("flooding", big).await;
-                let traffic = mesh.traffic();
-                // Keep the links open until the other rank is done with them.
-                mesh.barrier("end").await.ok();
-                (rank, got.err(), traffic)
-            });
-        }
+        let mut tasks = on_every_rank(2, |rank, mesh| async move {
+            mesh.bound_messages(4096);
+            let small = mesh.all_gather("small", &[7u8; 4096]).await.unwrap();
+            assert_eq!(small[1 - rank], vec![7u8; 4096]);
+            let big = if rank == 1 {
+                vec![1u8; 1 << 20]
+            } else {
+                vec![]
+            };
+            let got = mesh.gather("flooding", big).await;
+            let traffic = mesh.traffic();
+            // Keep the links open until the other rank is done with them.
+            mesh.barrier("end").await.ok();
+            (rank, got.err(), traffic)
+        });
         while let Some(r) = tasks.join_next().await {
             let (rank, err, traffic) = r.unwrap();
             if rank == 0 {
