@@ -379,6 +379,9 @@ fn check_peer(
 /// A peer that says nothing for this long is lost (a SIGKILLed rank sends no goodbye).
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
+/// Bytes one stream may have in flight before the receiver reads them.
+pub(crate) const STREAM_WINDOW: u32 = 64 << 20;
+
 fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
@@ -393,7 +396,7 @@ fn transport_config() -> quinn::TransportConfig {
     t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
     // Collectives move tens of megabytes per message: windows far above the defaults keep
     // a single stream from stalling on flow control between acknowledgements.
-    t.stream_receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW));
     t.receive_window(quinn::VarInt::from_u32(256 << 20));
     t.send_window(256 << 20);
     t

@@ -433,7 +433,7 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gang::link::{Hello, PROTOCOL_VERSION};
+    use crate::gang::link::{Hello, PROTOCOL_VERSION, STREAM_WINDOW};
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -638,8 +638,10 @@ mod tests {
             mesh.bound_messages(4096);
             let small = mesh.all_gather("small", &[7u8; 4096]).await.unwrap();
             assert_eq!(small[1 - rank], vec![7u8; 4096]);
+            // Larger than one stream's window: a smaller message can be delivered and
+            // acknowledged by the transport before the root's refusal reaches the sender.
             let big = if rank == 1 {
-                vec![1u8; 1 << 20]
+                vec![1u8; STREAM_WINDOW as usize + (1 << 20)]
             } else {
                 vec![]
             };
