@@ -155,6 +155,25 @@ impl Engine {
             Engine::Cuda(dev) => Ok(dev.top_k(index, sim, k, rows)?),
         }
     }
+
+    /// [`Engine::top_k`] under every scoring of `sims`, in that order. The CPU counts each
+    /// row once for all of them; the GPU counts once per scoring (the same bytes).
+    pub fn top_k_many(
+        &self,
+        index: &CoocIndex,
+        sims: &[Scoring],
+        k: usize,
+        rows: Range<usize>,
+    ) -> anyhow::Result<Vec<TopK>> {
+        match self {
+            Engine::Cpu => Ok(index.top_k_many(sims, k, rows)),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(_) => sims
+                .iter()
+                .map(|&sim| self.top_k(index, sim, k, rows.clone()))
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -231,6 +231,42 @@ impl CoocIndex {
             .collect();
         TopK::from_lists(lists)
     }
+
+    /// Top-`k` neighbours of the items in `rows` under every scoring of `sims`, in that
+    /// order, from one count of each row: what `cooc tune` compares. Each table equals
+    /// [`CoocIndex::top_k`] with that scoring.
+    pub fn top_k_many(&self, sims: &[Scoring], k: usize, rows: Range<usize>) -> Vec<TopK> {
+        let n_items = self.n_items();
+        let scratch = thread_local::ThreadLocal::new();
+        let per_row: Vec<Vec<Vec<(f64, u32)>>> = rows
+            .into_par_iter()
+            .with_max_len(64)
+            .map(|i| {
+                let s = scratch.get_or(|| {
+                    RefCell::new((
+                        Scratch {
+                            counts: vec![0; n_items],
+                            touched: vec![0; n_items + 1],
+                            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+                        },
+                        Vec::new(),
+                    ))
+                });
+                let (s, cands) = &mut *s.borrow_mut();
+                row_top_k_many(self, sims, k, i, s, cands)
+            })
+            .collect();
+        let mut lists: Vec<Vec<Vec<(f64, u32)>>> = sims
+            .iter()
+            .map(|_| Vec::with_capacity(per_row.len()))
+            .collect();
+        for row in per_row {
+            for (table, l) in lists.iter_mut().zip(row) {
+                table.push(l);
+            }
+        }
+        lists.into_iter().map(TopK::from_lists).collect()
+    }
 }
 
 fn row_top_k(
@@ -240,6 +276,38 @@ fn row_top_k(
     i: usize,
     s: &mut Scratch,
 ) -> Vec<(f64, u32)> {
+    let n_touched = count_row(idx, i, s);
+    let counts = &mut s.counts[..];
+    let cands = s.touched[..n_touched]
+        .iter()
+        .map(|&j| (j, std::mem::take(&mut counts[j as usize])));
+    select_top_k(sim, k, i, &idx.degree, &mut s.heap, cands)
+}
+
+/// Row `i` under every scoring of `sims`, from one count of the row.
+fn row_top_k_many(
+    idx: &CoocIndex,
+    sims: &[Scoring],
+    k: usize,
+    i: usize,
+    s: &mut Scratch,
+    cands: &mut Vec<(u32, u32)>,
+) -> Vec<Vec<(f64, u32)>> {
+    let n_touched = count_row(idx, i, s);
+    cands.clear();
+    cands.extend(
+        s.touched[..n_touched]
+            .iter()
+            .map(|&j| (j, std::mem::take(&mut s.counts[j as usize]))),
+    );
+    sims.iter()
+        .map(|&sim| select_top_k(sim, k, i, &idx.degree, &mut s.heap, cands.iter().copied()))
+        .collect()
+}
+
+/// Counts row `i` into `s.counts`; the touched items are `s.touched[..n]`, the returned `n`.
+#[inline]
+fn count_row(idx: &CoocIndex, i: usize, s: &mut Scratch) -> usize {
     // Baskets are scattered over ~100 MB, so each visit is a cache (and TLB) miss. Prefetch
     // a basket's first line NEAR visits ahead, and its last line HALF ahead (its length is
     // cached by then), so many misses are in flight at once instead of one at a time.
@@ -247,7 +315,6 @@ fn row_top_k(
     const HALF: usize = 4;
     let ps = idx.item_baskets.row(i);
     let data = &idx.packed[..];
-    let degree = &idx.degree[..];
     // `touched` has room for every item; a slot is written for every update but only kept
     // (len advances) on an item's first touch: no data-dependent branch to mispredict.
     let counts = &mut s.counts[..];
@@ -270,10 +337,7 @@ fn row_top_k(
             *c += 1;
         }
     }
-    let cands = touched[..n_touched]
-        .iter()
-        .map(|&j| (j, std::mem::take(&mut counts[j as usize])));
-    select_top_k(sim, k, i, degree, &mut s.heap, cands)
+    n_touched
 }
 
 /// The best `k` of row `i` among its candidates `(j, C_ij)`, best first. The result is the
@@ -427,6 +491,36 @@ mod tests {
         parts.append(idx.top_k(Scoring::new(Similarity::Cosine, 4), 2, 1..4));
         assert_eq!(whole, parts);
         assert!(whole.avg_top1() > 0.0);
+    }
+
+    #[test]
+    fn many_scorings_from_one_count_equal_each_alone() {
+        let b = csr(&[
+            &[0, 1, 3],
+            &[1, 2],
+            &[0, 2, 3],
+            &[3],
+            &[0, 1, 2, 3],
+            &[1, 3],
+        ]);
+        let idx = CoocIndex::build(&b, 4);
+        let sims: Vec<Scoring> = Similarity::ALL
+            .into_iter()
+            .flat_map(|sim| {
+                [1, 2].map(|min_support| Scoring {
+                    sim,
+                    n_baskets: 6,
+                    min_support,
+                })
+            })
+            .collect();
+        for rows in [0..4, 1..3] {
+            let many = idx.top_k_many(&sims, 2, rows.clone());
+            assert_eq!(many.len(), sims.len());
+            for (sim, table) in sims.iter().zip(&many) {
+                assert_eq!(table, &idx.top_k(*sim, 2, rows.clone()), "{sim:?}");
+            }
+        }
     }
 
     #[test]
