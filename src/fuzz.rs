@@ -73,7 +73,7 @@ pub fn baskets(data: &[u8]) {
     };
     if f.write_all(data).is_ok() {
         for keys in [KeyKind::Auto, KeyKind::String] {
-            let _ = input::read_baskets(f.path(), keys);
+            let _ = input::read_baskets(f.path(), keys, true);
         }
     }
 }

@@ -112,18 +112,20 @@ fn quoted_fields_and_windows() {
 fn baskets_format_comma_and_space() {
     let d = tempfile::tempdir().unwrap();
     let p = write(d.path(), "g.csv", "whole milk,yogurt \n\nbeer\n");
-    let r = read_baskets(&p, KeyKind::Auto).unwrap();
+    let r = read_baskets(&p, KeyKind::Auto, false).unwrap();
     assert_eq!(r.n_baskets, 2);
     assert_eq!(
         r.item_keys,
         Keys::Str(vec!["beer".into(), "whole milk".into(), "yogurt".into()])
     );
     let p = write(d.path(), "f.dat", "3 1 2\n2 2\n");
-    let r = read_baskets(&p, KeyKind::Auto).unwrap();
+    let r = read_baskets(&p, KeyKind::Auto, false).unwrap();
     assert_eq!(r.item_keys, Keys::Int(vec![1, 2, 3]));
     assert_eq!(r.item.concat(), vec![2, 0, 1, 1, 1]);
     let p = write(d.path(), "bad.csv", "a,b\nc,,d\n");
-    let e = read_baskets(&p, KeyKind::Auto).unwrap_err().to_string();
+    let e = read_baskets(&p, KeyKind::Auto, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad.csv:2:"), "{e}");
 }
 

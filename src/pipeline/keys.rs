@@ -101,22 +101,30 @@ pub(crate) fn keep_every(data: Interactions, rank: u32, world: u32) -> Interacti
     let (w, r) = (world as usize, rank as usize);
     let mut basket = Vec::new();
     let mut item = Vec::new();
-    for (bs, is) in data.basket.iter().zip(&data.item) {
-        let (mut b2, mut i2) = (Vec::new(), Vec::new());
-        for (&b, &i) in bs.iter().zip(is) {
+    let mut time = Vec::new();
+    for (c, (bs, is)) in data.basket.iter().zip(&data.item).enumerate() {
+        let (mut b2, mut i2, mut t2) = (Vec::new(), Vec::new(), Vec::new());
+        let ts = data.time.get(c);
+        for (n, (&b, &i)) in bs.iter().zip(is).enumerate() {
             if b as usize % w == r {
                 b2.push((b as usize / w) as u32);
                 i2.push(i);
+                if let Some(ts) = ts {
+                    t2.push(ts[n]);
+                }
             }
         }
         basket.push(b2);
         item.push(i2);
+        if ts.is_some() {
+            time.push(t2);
+        }
     }
     let n_rows = item.iter().map(Vec::len).sum::<usize>() as u64;
     Interactions {
         basket,
         item,
-        time: Vec::new(),
+        time,
         n_baskets: (data.n_baskets + w - 1 - r) / w,
         item_keys: data.item_keys,
         n_rows,
