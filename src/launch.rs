@@ -19,10 +19,10 @@ use clap::Args;
 
 use crate::backend::Comm;
 use crate::error::ConfigError;
+use crate::gang::communicator::{Communicator, Traffic};
 use crate::gang::jobset::JobSetIdentity;
 use crate::gang::link::{Hello, MIN_SECRET_BYTES, PROTOCOL_VERSION};
 use crate::gang::quic::{QuicComm, QuicSetup};
-use crate::pipeline::{self, RankReport};
 use crate::plan::TrainPlan;
 
 /// A new shared secret: 32 random bytes, hex encoded (what `cooc secret` prints).
@@ -257,9 +257,15 @@ pub fn exit_on_stop_signals() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one member of a gang: joins it over QUIC (then NCCL with `--comm nccl`), runs the
-/// pipeline, and closes every link with `done` or this rank's failure.
-pub fn run_member(plan: &TrainPlan, setup: QuicSetup, comm: Comm) -> anyhow::Result<RankReport> {
+/// Runs one member of a gang: joins it over QUIC (then NCCL with `--comm nccl`), runs
+/// `body` (the pipeline) over the gang, and closes every link with `done` or this rank's
+/// failure. Returns `body`'s result, this rank's traffic, its rank and the world size.
+pub fn run_member<T>(
+    plan: &TrainPlan,
+    setup: QuicSetup,
+    comm: Comm,
+    body: &dyn Fn(&TrainPlan, &dyn Communicator) -> anyhow::Result<T>,
+) -> anyhow::Result<(T, Traffic, u32, u32)> {
     let rank = setup.hello.rank;
     let world = setup.hello.world;
     let quic = QuicComm::join(setup)
@@ -268,7 +274,7 @@ pub fn run_member(plan: &TrainPlan, setup: QuicSetup, comm: Comm) -> anyhow::Res
     on_stop(move |reason| links.close(&format!("rank {rank} {reason}")));
     let out = match comm {
         Comm::Quic => {
-            let out = pipeline::run(plan, &quic);
+            let out = body(plan, &quic).map(|r| (r, quic.traffic()));
             quic.close(&close_reason(rank, &out));
             out
         }
@@ -276,7 +282,7 @@ pub fn run_member(plan: &TrainPlan, setup: QuicSetup, comm: Comm) -> anyhow::Res
         Comm::Nccl => {
             let nccl = crate::gang::nccl::NcclComm::join(quic)
                 .with_context(|| format!("rank {rank} of {world}: joining NCCL"))?;
-            let out = pipeline::run(plan, &nccl);
+            let out = body(plan, &nccl).map(|r| (r, nccl.traffic()));
             nccl.close(&close_reason(rank, &out));
             out
         }
@@ -286,7 +292,8 @@ pub fn run_member(plan: &TrainPlan, setup: QuicSetup, comm: Comm) -> anyhow::Res
             return Err(crate::backend::NCCL_UNAVAILABLE.into());
         }
     };
-    out.with_context(|| format!("rank {rank} of {world}"))
+    let (r, traffic) = out.with_context(|| format!("rank {rank} of {world}"))?;
+    Ok((r, traffic, rank, world))
 }
 
 /// Runs `n` rank processes of this executable on loopback with `args` (the original

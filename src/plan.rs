@@ -100,6 +100,27 @@ pub enum Output {
     },
     /// Write one artifact file.
     File(PathBuf),
+    /// Write nothing: evaluate every candidate on the hold-out (`cooc tune`).
+    Compare(Vec<Candidate>),
+}
+
+impl Output {
+    /// The candidates of a tuning run; empty when the run trains a model.
+    pub fn candidates(&self) -> &[Candidate] {
+        match self {
+            Output::Compare(c) => c,
+            _ => &[],
+        }
+    }
+}
+
+/// One setting `cooc tune` compares: a measure and a least support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// The measure.
+    pub similarity: Similarity,
+    /// `--min-support`.
+    pub min_support: u32,
 }
 
 /// Quality gates; a model below any of them is not registered (exit code 2).
@@ -186,7 +207,7 @@ impl TrainPlan {
     /// The parameters and input every rank of a gang must share, for the handshake.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}|max_basket={:?}/{}|min_support={}",
+            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}|max_basket={:?}/{}|min_support={}|tune={:?}",
             self.source.describe(),
             self.similarity,
             self.k,
@@ -198,6 +219,7 @@ impl TrainPlan {
             self.max_basket,
             self.sample_seed,
             self.min_support,
+            self.output.candidates(),
         )
     }
 

@@ -13,3 +13,4 @@ mod layers;
 mod manifests;
 mod newcomer;
 mod submit;
+mod tune;

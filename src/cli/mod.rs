@@ -9,6 +9,7 @@
 mod exit;
 mod k8s;
 mod train;
+mod tune;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +44,9 @@ pub enum Cmd {
     Gen(GenArgs),
     /// Train a top-K model and register it in a model store.
     Train(TrainArgs),
+    /// Compare similarity measures and supports on a hold-out, from one count; print them
+    /// best first with the `cooc train` command of the winner. Writes no model.
+    Tune(TuneArgs),
     /// List, promote or roll back model versions.
     Models {
         /// Model store directory.
@@ -200,12 +204,15 @@ pub enum Format {
 }
 
 /// `--holdout`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Holdout {
     /// Train on everything; no evaluation.
     None,
-    /// Hold out each customer's last order (by created_at) and evaluate on it.
+    /// Orders: hold out each customer's last order (by created_at) and evaluate on it.
     Last,
+    /// Basket files (no time): hold out one item of each basket of two or more, picked by
+    /// a hash of its line and position, and evaluate on it.
+    Item,
 }
 
 /// `cooc export --format`.
@@ -215,10 +222,10 @@ pub enum ExportFormat {
     Csv,
 }
 
-/// `cooc train`.
-#[derive(Args, Debug)]
+/// What to read and how it becomes baskets: the same for `cooc train` and `cooc tune`.
+#[derive(Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["orders", "generate"])))]
-pub struct TrainArgs {
+pub struct InputArgs {
     /// Input file.
     #[arg(long, env = "COOC_ORDERS")]
     pub orders: Option<PathBuf>,
@@ -229,6 +236,34 @@ pub struct TrainArgs {
     /// Seed of --generate.
     #[arg(long, default_value_t = 42, env = "COOC_SEED", requires = "generate")]
     pub seed: u64,
+    /// Input format: orders (CSV with a header) or baskets (one basket per line).
+    #[arg(long, value_enum, default_value = "orders", env = "COOC_FORMAT")]
+    pub format: Format,
+    /// Group orders into baskets by created_at windows (e.g. 30m, 1h, 1day) instead of customer_id.
+    #[arg(long, env = "COOC_BASKET_WINDOW", value_parser = humantime::parse_duration)]
+    pub basket_window: Option<Duration>,
+    /// Bytes per chunk of an orders file, the unit of parallel parsing [default: a few
+    /// chunks per thread alone, 8 MiB in a gang; every rank must use the same value].
+    #[arg(long, env = "COOC_CHUNK_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_bytes: Option<u64>,
+    /// How book ids are read: auto (integers when every id is a canonical integer, digits
+    /// with no sign or leading zero; else strings), int, or string (ISBNs, SKUs).
+    #[arg(long, value_enum, default_value = "auto", env = "COOC_KEYS")]
+    pub keys: KeyKind,
+    /// Reduce every basket of more than N distinct books to N of them, a seeded uniform
+    /// sample (the same on any gang): bounds the cost of a few huge baskets (a company
+    /// account, a bot), which grows with the square of their size [default: no cap; a
+    /// warning names how many baskets exceed 1000 books].
+    #[arg(long, env = "COOC_MAX_BASKET", value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
+    pub max_basket: Option<usize>,
+    /// Seed of --max-basket's samples.
+    #[arg(long, env = "COOC_SAMPLE_SEED", default_value_t = DEFAULT_SAMPLE_SEED, requires = "max_basket")]
+    pub sample_seed: u64,
+}
+
+/// Where the work runs: alone, as local ranks, or as a member of a gang; on which backend.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
     /// How this process takes part in a gang.
     #[command(flatten)]
     pub gang: GangOptions,
@@ -238,17 +273,25 @@ pub struct TrainArgs {
     /// How ranks combine partial results: quic, or nccl (GPUs).
     #[arg(long, value_enum, default_value = "quic", env = "COOC_COMM")]
     pub comm: Comm,
-    /// Input format: orders (CSV with a header) or baskets (one basket per line).
-    #[arg(long, value_enum, default_value = "orders", env = "COOC_FORMAT")]
-    pub format: Format,
+    /// Compute threads (default: all cores).
+    #[arg(long, env = "COOC_THREADS")]
+    pub threads: Option<usize>,
+}
+
+/// `cooc train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The input.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Where it runs.
+    #[command(flatten)]
+    pub run: RunArgs,
     /// books.csv (id,title,author,...) to store titles and authors in the model.
     #[arg(long, env = "COOC_BOOKS")]
     pub books: Option<PathBuf>,
-    /// Group orders into baskets by created_at windows (e.g. 30m, 1h, 1day) instead of customer_id.
-    #[arg(long, env = "COOC_BASKET_WINDOW", value_parser = humantime::parse_duration)]
-    pub basket_window: Option<Duration>,
     /// Similarity measure: cosine, jaccard, count, lift, inclusion or llr (README: "Choosing
-    /// a measure").
+    /// a measure"; `cooc tune` compares them on a hold-out).
     #[arg(long, value_enum, default_value = "cosine", env = "COOC_SIMILARITY")]
     pub similarity: SimilarityArg,
     /// Neighbours kept per book (1..=1000).
@@ -260,35 +303,16 @@ pub struct TrainArgs {
         env = "COOC_K"
     )]
     pub k: usize,
-    /// Compute threads (default: all cores).
-    #[arg(long, env = "COOC_THREADS")]
-    pub threads: Option<usize>,
-    /// Bytes per chunk of an orders file, the unit of parallel parsing [default: a few
-    /// chunks per thread alone, 8 MiB in a gang; every rank must use the same value].
-    #[arg(long, env = "COOC_CHUNK_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
-    pub chunk_bytes: Option<u64>,
-    /// How book ids are read: auto (integers when every id is a canonical integer, digits
-    /// with no sign or leading zero; else strings), int, or string (ISBNs, SKUs).
-    #[arg(long, value_enum, default_value = "auto", env = "COOC_KEYS")]
-    pub keys: KeyKind,
     /// Pairs of books shared by fewer than N training baskets are never neighbours (rare
     /// pairs make lift and LLR noisy).
     #[arg(long, env = "COOC_MIN_SUPPORT", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub min_support: u32,
-    /// Reduce every basket of more than N distinct books to N of them, a seeded uniform
-    /// sample (the same on any gang): bounds the cost of a few huge baskets (a company
-    /// account, a bot), which grows with the square of their size [default: no cap; a
-    /// warning names how many baskets exceed 1000 books].
-    #[arg(long, env = "COOC_MAX_BASKET", value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
-    pub max_basket: Option<usize>,
-    /// Seed of --max-basket's samples.
-    #[arg(long, env = "COOC_SAMPLE_SEED", default_value_t = DEFAULT_SAMPLE_SEED, requires = "max_basket")]
-    pub sample_seed: u64,
-    /// Hold-out evaluation: none, or last (each customer's last order, by created_at).
+    /// Hold-out evaluation: none; last (orders: each customer's last order, by
+    /// created_at); or item (basket files: one item of each basket of two or more).
     #[arg(long, value_enum, default_value = "none", env = "COOC_HOLDOUT")]
     pub holdout: Holdout,
     /// Fail (exit 2, register nothing) below this HitRate@K, a fraction in 0..=1; needs
-    /// --holdout last.
+    /// a hold-out.
     #[arg(long, env = "COOC_MIN_HIT_RATE")]
     pub min_hit_rate: Option<f64>,
     /// Fail (exit 2, register nothing) below this mean first-neighbour score, in 0..=1.
@@ -306,8 +330,43 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `cooc tune`.
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// The input.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Where it runs.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The measures to compare, comma separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "cosine,jaccard,lift,inclusion,llr",
+        env = "COOC_MEASURES"
+    )]
+    pub measures: Vec<SimilarityArg>,
+    /// The least supports to compare, comma separated (each at least 1).
+    #[arg(long, value_delimiter = ',', value_name = "N,...", default_value = "1", env = "COOC_MIN_SUPPORT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_support: Vec<u32>,
+    /// Neighbours kept per book, and the cut-off K of the hold-out metrics (1..=1000).
+    #[arg(
+        short,
+        long = "k",
+        visible_alias = "top-k",
+        default_value_t = 10,
+        env = "COOC_K"
+    )]
+    pub k: usize,
+    /// Print one JSON object per line and setting, best first, instead of the table.
+    #[arg(long, env = "COOC_JSON")]
+    pub json: bool,
+}
+
 /// `--similarity` (the formulas: `cooc_model::Similarity::score`).
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SimilarityArg {
     /// c_ij / sqrt(c_i c_j).
     Cosine,
@@ -394,6 +453,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             );
         }
         Cmd::Train(a) => return train::train(a),
+        Cmd::Tune(a) => return tune::tune(a),
         Cmd::Models { model_dir, cmd } => {
             if !model_dir.is_dir() {
                 return Err(ConfigError(format!(

@@ -1,7 +1,7 @@
 //! `cooc train`: the plan from the arguments, the launch (one process, local ranks, or a
 //! gang member), and the summary line.
 
-use super::{init_pool, Format, Holdout, SimilarityArg, TrainArgs};
+use super::{init_pool, Format, Holdout, InputArgs, RunArgs, SimilarityArg, TrainArgs};
 use crate::backend::{self, Backend};
 use crate::error::ConfigError;
 use crate::gen::GenSpec;
@@ -11,6 +11,55 @@ use crate::pipeline::{self, TrainReport};
 use crate::plan::{Gates, Output, Source, TrainPlan, MAX_TOP_K};
 use cooc_model::Similarity;
 
+/// The measure of a `--similarity` or `--measures` value.
+pub(super) fn similarity(a: SimilarityArg) -> Similarity {
+    match a {
+        SimilarityArg::Cosine => Similarity::Cosine,
+        SimilarityArg::Jaccard => Similarity::Jaccard,
+        SimilarityArg::Count => Similarity::Count,
+        SimilarityArg::Lift => Similarity::Lift,
+        SimilarityArg::Inclusion => Similarity::Inclusion,
+        SimilarityArg::Llr => Similarity::Llr,
+    }
+}
+
+/// The checked input of `cooc train` and `cooc tune`, with the hold-out asked for (whose
+/// kind must suit the format).
+pub(super) fn source(a: &InputArgs, holdout: Holdout) -> anyhow::Result<Source> {
+    let bad = |m: &str| -> anyhow::Error { ConfigError(m.into()).into() };
+    let basket_by = match a.basket_window {
+        None => BasketBy::Customer,
+        Some(d) if d.as_micros() == 0 => return Err(bad("--basket-window must be positive")),
+        Some(d) => BasketBy::Window(d.as_micros().min(i64::MAX as u128) as i64),
+    };
+    if a.chunk_bytes == Some(0) {
+        return Err(bad("--chunk-bytes must be positive"));
+    }
+    Ok(match (a.format, a.orders.clone()) {
+        (Format::Baskets, Some(path)) => {
+            if a.basket_window.is_some() {
+                return Err(bad("--basket-window applies to --format orders only"));
+            }
+            if holdout == Holdout::Last {
+                return Err(bad(
+                    "--holdout last needs created_at, which basket files lack: use --holdout item (one item of each basket held out)",
+                ));
+            }
+            Source::Baskets { path }
+        }
+        _ if holdout == Holdout::Item => {
+            return Err(bad(
+                "--holdout item is for basket files (--format baskets); orders hold out each customer's last order: --holdout last",
+            ))
+        }
+        (_, None) => Source::Synthetic {
+            spec: GenSpec::preset(a.generate.expect("clap requires an input"), a.seed),
+            basket_by,
+        },
+        (Format::Orders, Some(path)) => Source::Orders { path, basket_by },
+    })
+}
+
 /// Validates `cooc train`'s arguments into a plan (`threads`: the compute pool's size, as
 /// built). The one place that checks them: the pipeline trusts the plan.
 pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Result<TrainPlan> {
@@ -18,15 +67,8 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
     if !(1..=MAX_TOP_K).contains(&a.k) {
         return Err(bad(format!("--k {} is outside 1..={MAX_TOP_K}", a.k)));
     }
-    let holdout = matches!(a.holdout, Holdout::Last);
-    let similarity = match a.similarity {
-        SimilarityArg::Cosine => Similarity::Cosine,
-        SimilarityArg::Jaccard => Similarity::Jaccard,
-        SimilarityArg::Count => Similarity::Count,
-        SimilarityArg::Lift => Similarity::Lift,
-        SimilarityArg::Inclusion => Similarity::Inclusion,
-        SimilarityArg::Llr => Similarity::Llr,
-    };
+    let holdout = a.holdout != Holdout::None;
+    let similarity = similarity(a.similarity);
     // HitRate is a fraction; so is the mean first score of a bounded measure (count, lift
     // and LLR scores grow without bound, so their gate needs only be non-negative).
     for (flag, gate, fraction) in [
@@ -47,36 +89,11 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         }
     }
     if a.min_hit_rate.is_some() && !holdout {
-        return Err(bad("--min-hit-rate needs --holdout last".into()));
+        return Err(bad(
+            "--min-hit-rate needs a hold-out (--holdout last, or item for basket files)".into(),
+        ));
     }
-    let basket_by = match a.basket_window {
-        None => BasketBy::Customer,
-        Some(d) if d.as_micros() == 0 => {
-            return Err(bad("--basket-window must be positive".into()))
-        }
-        Some(d) => BasketBy::Window(d.as_micros().min(i64::MAX as u128) as i64),
-    };
-    let source = match (a.format, a.orders.clone()) {
-        (_, None) => Source::Synthetic {
-            spec: GenSpec::preset(a.generate.expect("clap requires an input"), a.seed),
-            basket_by,
-        },
-        (Format::Orders, Some(path)) => Source::Orders { path, basket_by },
-        (Format::Baskets, Some(path)) => {
-            if a.basket_window.is_some() {
-                return Err(bad("--basket-window applies to --format orders only".into()));
-            }
-            if holdout {
-                return Err(bad(
-                    "--holdout last needs created_at: use --format orders".into()
-                ));
-            }
-            Source::Baskets { path }
-        }
-    };
-    if a.chunk_bytes == Some(0) {
-        return Err(bad("--chunk-bytes must be positive".into()));
-    }
+    let source = source(&a.input, a.holdout)?;
     Ok(TrainPlan {
         source,
         books: a.books.clone(),
@@ -96,11 +113,11 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         },
         threads,
         backend,
-        chunk_bytes: a.chunk_bytes,
+        chunk_bytes: a.input.chunk_bytes,
         min_support: a.min_support,
-        max_basket: a.max_basket,
-        sample_seed: a.sample_seed,
-        keys: a.keys,
+        max_basket: a.input.max_basket,
+        sample_seed: a.input.sample_seed,
+        keys: a.input.keys,
     })
 }
 
@@ -118,52 +135,81 @@ fn child_args() -> Vec<std::ffi::OsString> {
     out
 }
 
-/// Runs `cooc train`; the exit code on success.
-pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
-    let backend = backend::resolve(a.backend, a.comm)?;
+/// How a command that runs the pipeline went in this process.
+pub(super) enum Ran<T> {
+    /// This process did the work (alone, or as rank 0 of a gang): its result, and the
+    /// whole run's seconds.
+    Here(T, f64),
+    /// It was another rank of a gang, or launched local ranks: the exit code.
+    Done(u8),
+}
+
+/// Builds the plan (`plan(threads)`) and runs `body` with it: in this process, as local
+/// ranks (`--local-ranks`: this command line once per rank), or as a member of a gang.
+/// `body` returns `Some` on the rank that reports (rank 0 or a gang of one).
+pub(super) fn launch_run<T>(
+    run: &RunArgs,
+    plan: impl Fn(usize, Backend) -> anyhow::Result<TrainPlan>,
+    body: impl Fn(&TrainPlan, &dyn crate::gang::communicator::Communicator) -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<(Ran<T>, TrainPlan)> {
+    let backend = backend::resolve(run.backend, run.comm)?;
     launch::exit_on_stop_signals()?;
-    if let Some(n) = a.gang.local_ranks {
+    if let Some(n) = run.gang.local_ranks {
         // The launcher validates and spawns: each rank builds its own plan and pool.
-        let per_rank = a.threads.unwrap_or_else(|| {
+        let per_rank = run.threads.unwrap_or_else(|| {
             (std::thread::available_parallelism().map_or(1, |c| c.get()) / n.max(1) as usize).max(1)
         });
-        train_plan(&a, per_rank, backend)?;
-        a.gang
+        let checked = plan(per_rank, backend)?;
+        run.gang
             .clone()
             .launch(String::new(), |k| std::env::var(k).ok())?;
         let code = launch::run_local(n, &child_args(), per_rank)?;
-        return Ok(code as u8);
+        return Ok((Ran::Done(code as u8), checked));
     }
-    let threads = init_pool(a.threads)?;
-    let plan = train_plan(&a, threads, backend)?;
+    let threads = init_pool(run.threads)?;
+    let plan = plan(threads, backend)?;
     let t = std::time::Instant::now();
-    let r = match a
+    let out = match run
         .gang
+        .clone()
         .launch(plan.fingerprint(), |k| std::env::var(k).ok())?
     {
-        Launch::Single | Launch::Local(_) => pipeline::train(&plan)?,
+        Launch::Single | Launch::Local(_) => body(&plan, &crate::gang::communicator::Solo)?,
         Launch::Member(setup) => {
-            let out = launch::run_member(&plan, setup, a.comm)?;
+            let (out, traffic, rank, world) = launch::run_member(&plan, setup, run.comm, &body)?;
             eprintln!(
-                "rank {}/{}: sent {} B, received {} B; {}",
-                out.rank,
-                out.world,
-                out.traffic.sent,
-                out.traffic.received,
-                if out.rank == 0 {
-                    "wrote the model"
+                "rank {rank}/{world}: sent {} B, received {} B; {}",
+                traffic.sent,
+                traffic.received,
+                if rank == 0 {
+                    "reported the run"
                 } else {
-                    "rank 0 confirmed the write"
+                    "rank 0 confirmed the run"
                 }
             );
-            match out.report {
-                Some(r) => r,
-                None => return Ok(0),
-            }
+            out
         }
     };
-    summary(&r, &plan, t.elapsed().as_secs_f64());
-    Ok(0)
+    Ok(match out {
+        Some(r) => (Ran::Here(r, t.elapsed().as_secs_f64()), plan),
+        None => (Ran::Done(0), plan),
+    })
+}
+
+/// Runs `cooc train`; the exit code on success.
+pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
+    let (ran, plan) = launch_run(
+        &a.run,
+        |threads, backend| train_plan(&a, threads, backend),
+        |plan, comm| Ok(pipeline::run(plan, comm)?.report),
+    )?;
+    match ran {
+        Ran::Here(r, secs) => {
+            summary(&r, &plan, secs);
+            Ok(0)
+        }
+        Ran::Done(code) => Ok(code),
+    }
 }
 
 /// What the run did, for a person: what was trained, its hold-out quality beside the
@@ -194,6 +240,7 @@ fn summary(r: &TrainReport, plan: &TrainPlan, secs: f64) {
         Output::Store { dir, promote: true } => {
             eprintln!("version {} is live in {}", r.written, dir.display())
         }
+        Output::Compare(_) => {}
         Output::Store {
             dir,
             promote: false,

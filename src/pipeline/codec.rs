@@ -22,6 +22,7 @@ pub(crate) mod phase {
     pub(crate) const MODEL: &str = "gathering the model";
     pub(crate) const SUMMARIES: &str = "gathering summaries";
     pub(crate) const WRITE: &str = "confirming the write";
+    pub(crate) const EVALUATIONS: &str = "gathering the evaluations";
 }
 
 fn bad(rank: u32, phase: &'static str, detail: impl Into<String>) -> WireError {

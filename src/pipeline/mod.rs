@@ -21,7 +21,8 @@
 //! With one rank, steps 4-5 are the identity and are skipped; nothing else differs.
 //!
 //! Modules: [`share`] (steps 1-3), [`keys`] (pure key functions), [`codec`] (messages),
-//! [`agree`] (stopping as one, exit classes), [`publish`] (metadata, gates, write).
+//! [`agree`] (stopping as one, exit classes), [`publish`] (metadata, gates, write),
+//! [`tune`] (steps 1-6 for many settings from one count, for `cooc tune`).
 
 pub mod agree;
 pub mod caps;
@@ -29,6 +30,7 @@ pub(crate) mod codec;
 pub(crate) mod keys;
 pub mod publish;
 pub(crate) mod share;
+pub mod tune;
 
 use std::path::PathBuf;
 
@@ -70,8 +72,27 @@ pub fn train(plan: &TrainPlan) -> anyhow::Result<TrainReport> {
         .ok_or_else(|| anyhow::anyhow!("a gang of one wrote no report (a bug)"))
 }
 
-/// Runs this rank's part of a training; every rank of the gang calls it with the same plan.
-pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankReport> {
+/// Steps 1-5 on one rank: what the top-K step needs, and what comes after it needs.
+struct Counted {
+    engine: Engine,
+    index: CoocIndex,
+    /// The items this rank ranks.
+    rows: std::ops::Range<usize>,
+    /// N: training baskets with at least one item, over the gang.
+    n_train: u64,
+    train_baskets: Csr,
+    test: Option<Csr>,
+    item_keys: cooc_model::Keys,
+    n_rows: u64,
+    n_baskets: usize,
+    crcs: Vec<codec::ChunkCrc>,
+    fingerprint: share::Fingerprint,
+    timings: Timings,
+}
+
+/// Reads this rank's share, splits the hold-out, applies the caps and builds the index of
+/// the baskets this rank's rows need (steps 1-5).
+fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
     let mut timings = Timings::default();
     let (rank, world) = (comm.rank(), comm.world());
     let engine = Engine::open(plan.backend, rank as usize)?;
@@ -140,6 +161,40 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     };
     share::step("index", &mut t);
     timings.finish(count);
+    Ok(Counted {
+        engine,
+        index,
+        rows,
+        n_train,
+        train_baskets,
+        test,
+        item_keys,
+        n_rows,
+        n_baskets,
+        crcs,
+        fingerprint,
+        timings,
+    })
+}
+
+/// Runs this rank's part of a training; every rank of the gang calls it with the same plan.
+pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankReport> {
+    let (rank, world) = (comm.rank(), comm.world());
+    let Counted {
+        engine,
+        index,
+        rows,
+        n_train,
+        train_baskets,
+        test,
+        item_keys,
+        n_rows,
+        n_baskets,
+        crcs,
+        fingerprint,
+        mut timings,
+    } = count(plan, comm)?;
+    let n_items = item_keys.len();
 
     let topk = Phase::start("similarity/top-K");
     let scoring = Scoring {

@@ -240,6 +240,7 @@ pub(crate) fn publish(
             }
             (version, path)
         }
+        Output::Compare(_) => anyhow::bail!("a tuning run writes no model (a bug: tune() runs it)"),
     };
     timings.finish(phase);
     Ok(TrainReport {

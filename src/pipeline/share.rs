@@ -67,7 +67,8 @@ pub(crate) fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::R
         Source::Baskets { path } => {
             // Basket files are small and have no customer column: every rank reads the file
             // and keeps every W-th basket.
-            let data = input::read_baskets(path, plan.keys).map_err(anyhow::Error::from);
+            let data =
+                input::read_baskets(path, plan.keys, plan.holdout).map_err(anyhow::Error::from);
             let data = agree(comm, "reading the input", data)?;
             let fingerprint = Fingerprint::Known(data.fingerprint.clone());
             let data = if world == 1 {

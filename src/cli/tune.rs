@@ -1,0 +1,212 @@
+//! `cooc tune`: the plan of a comparison (every measure x support asked for, on the
+//! hold-out that suits the input), its launch like `cooc train`'s, and the table, best
+//! first, with the `cooc train` command that reproduces the winner.
+
+use super::train::{launch_run, similarity, source, Ran};
+use super::{Format, Holdout, TuneArgs};
+use crate::backend::Backend;
+use crate::error::ConfigError;
+use crate::pipeline::tune::{tune as run_tune, TuneReport, TuneRow};
+use crate::plan::{Candidate, Gates, Output, TrainPlan, MAX_TOP_K};
+
+/// The hold-out `cooc tune` uses: each customer's last order, or one item per basket of a
+/// basket file (which has no time).
+fn holdout_for(a: &TuneArgs) -> Holdout {
+    match (a.input.format, &a.input.orders) {
+        (Format::Baskets, Some(_)) => Holdout::Item,
+        _ => Holdout::Last,
+    }
+}
+
+/// Validates `cooc tune`'s arguments into a plan whose output is the comparison.
+pub(super) fn tune_plan(
+    a: &TuneArgs,
+    threads: usize,
+    backend: Backend,
+) -> anyhow::Result<TrainPlan> {
+    let bad = |m: String| -> anyhow::Error { ConfigError(m).into() };
+    if !(1..=MAX_TOP_K).contains(&a.k) {
+        return Err(bad(format!("--k {} is outside 1..={MAX_TOP_K}", a.k)));
+    }
+    if a.measures.is_empty() || a.min_support.is_empty() {
+        return Err(bad(
+            "--measures and --min-support need at least one value each".into(),
+        ));
+    }
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for &m in &a.measures {
+        for &min_support in &a.min_support {
+            let c = Candidate {
+                similarity: similarity(m),
+                min_support,
+            };
+            if !candidates.contains(&c) {
+                candidates.push(c);
+            }
+        }
+    }
+    let source = source(&a.input, holdout_for(a))?;
+    Ok(TrainPlan {
+        source,
+        books: None,
+        similarity: candidates[0].similarity,
+        k: a.k,
+        holdout: true,
+        gates: Gates::default(),
+        output: Output::Compare(candidates.clone()),
+        threads,
+        backend,
+        chunk_bytes: a.input.chunk_bytes,
+        min_support: candidates[0].min_support,
+        max_basket: a.input.max_basket,
+        sample_seed: a.input.sample_seed,
+        keys: a.input.keys,
+    })
+}
+
+/// Runs `cooc tune`; the exit code on success.
+pub(super) fn tune(a: TuneArgs) -> anyhow::Result<u8> {
+    let (ran, _) = launch_run(
+        &a.run,
+        |threads, backend| tune_plan(&a, threads, backend),
+        run_tune,
+    )?;
+    let (report, secs) = match ran {
+        Ran::Here(r, secs) => (r, secs),
+        Ran::Done(code) => return Ok(code),
+    };
+    let rows = ranked(&report);
+    if a.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(&json_row(r))?);
+        }
+    } else {
+        print_table(&report, &rows, a.k);
+    }
+    let phases: Vec<String> = report
+        .timings
+        .iter()
+        .map(|p| format!("{} {:.3}s", p.name, p.seconds))
+        .collect();
+    eprintln!(
+        "compared {} settings on {} books in {secs:.2}s ({})",
+        rows.len(),
+        report.n_items,
+        phases.join(", ")
+    );
+    if let Some(best) = rows.first() {
+        eprintln!(
+            "best: {} --min-support {}; train it with:\n  {}",
+            best.candidate.similarity.as_str(),
+            best.candidate.min_support,
+            train_command(&best.candidate, holdout_for(&a))
+        );
+    }
+    Ok(0)
+}
+
+/// The rows best first: NDCG, then HitRate, descending; ties keep the order asked for.
+fn ranked(report: &TuneReport) -> Vec<TuneRow> {
+    let mut rows = report.rows.clone();
+    rows.sort_by(|a, b| {
+        let (x, y) = (&a.evaluation, &b.evaluation);
+        y.ndcg
+            .total_cmp(&x.ndcg)
+            .then(y.hit_rate.total_cmp(&x.hit_rate))
+    });
+    rows
+}
+
+fn json_row(r: &TuneRow) -> serde_json::Value {
+    let e = &r.evaluation;
+    serde_json::json!({
+        "measure": r.candidate.similarity.as_str(),
+        "min_support": r.candidate.min_support,
+        "decay_half_life": null,
+        "k": e.k,
+        "users": e.users,
+        "hit_rate": e.hit_rate,
+        "recall": e.recall,
+        "ndcg": e.ndcg,
+        "coverage": e.coverage,
+        "baseline_hit_rate": e.baseline_hit_rate,
+        "baseline_recall": e.baseline_recall,
+        "baseline_ndcg": e.baseline_ndcg,
+        "baseline_coverage": e.baseline_coverage,
+    })
+}
+
+fn print_table(report: &TuneReport, rows: &[TuneRow], k: usize) {
+    let users = report.rows.first().map_or(0, |r| r.evaluation.users);
+    println!("hold-out: {users} customers, K = {k}; best first (NDCG, then HitRate)");
+    println!(
+        "{:<10} {:>11} {:>10} {:>10} {:>10} {:>9}",
+        "measure",
+        "min_support",
+        format!("HitRate@{k}"),
+        format!("Recall@{k}"),
+        format!("NDCG@{k}"),
+        "coverage"
+    );
+    for r in rows {
+        let e = &r.evaluation;
+        println!(
+            "{:<10} {:>11} {:>10.4} {:>10.4} {:>10.4} {:>9.4}",
+            r.candidate.similarity.as_str(),
+            r.candidate.min_support,
+            e.hit_rate,
+            e.recall,
+            e.ndcg,
+            e.coverage
+        );
+    }
+    if let Some(e) = report.rows.first().map(|r| &r.evaluation) {
+        println!(
+            "{:<10} {:>11} {:>10.4} {:>10.4} {:>10.4} {:>9.4}",
+            "popularity",
+            "-",
+            e.baseline_hit_rate,
+            e.baseline_recall,
+            e.baseline_ndcg,
+            e.baseline_coverage
+        );
+    }
+}
+
+/// This command line as the `cooc train` that trains `best`: the input and run flags as
+/// given, tune's own flags replaced by the winner's, the hold-out kept for its metrics.
+fn train_command(best: &Candidate, holdout: Holdout) -> String {
+    const OWN: [&str; 3] = ["--measures", "--min-support", "--json"];
+    let mut out = vec!["cooc".to_owned(), "train".to_owned()];
+    let mut args = std::env::args().skip(1).skip_while(|a| a != "tune").skip(1);
+    while let Some(a) = args.next() {
+        let name = a.split('=').next().unwrap_or_default();
+        if OWN.contains(&name) {
+            if !a.contains('=') && name != "--json" {
+                args.next();
+            }
+            continue;
+        }
+        out.push(shell_quote(&a));
+    }
+    let holdout = match holdout {
+        Holdout::Item => "item",
+        _ => "last",
+    };
+    out.extend([
+        format!("--similarity {}", best.similarity.as_str()),
+        format!("--min-support {}", best.min_support),
+        format!("--holdout {holdout}"),
+    ]);
+    out.join(" ")
+}
+
+/// `s` as one shell word.
+fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
