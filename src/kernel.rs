@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::ops::Range;
 
+use cooc_model::meta::xlnx;
 use cooc_model::Similarity;
 use rayon::prelude::*;
 
@@ -112,6 +113,74 @@ impl Scoring {
     }
 }
 
+/// A [`Scoring`] made ready for one pass of the kernel. For LLR it holds `x ln x` at every
+/// count up to the largest degree and at `N - m` for `m` up to twice that: every term of a
+/// pair's G² is one of these, so a candidate costs no logarithm, and since the tables hold
+/// exactly the values [`Similarity::score`] computes, the scores are the same bytes.
+pub struct Scorer {
+    /// The scoring.
+    pub scoring: Scoring,
+    /// `x ln x` for `x` in `0..small.len()`.
+    small: Vec<f64>,
+    /// `(N - m) ln (N - m)` for `m` in `0..big.len()`.
+    big: Vec<f64>,
+}
+
+/// Entries of each LLR table at most (2^22 f64: 32 MiB); larger terms are computed.
+const LLR_TABLE_MAX: usize = 1 << 22;
+
+impl Scorer {
+    /// `scoring` over items of these catalogue-wide degrees.
+    pub fn new(scoring: Scoring, degree: &[u32]) -> Scorer {
+        let (mut small, mut big) = (Vec::new(), Vec::new());
+        if scoring.sim == Similarity::Llr {
+            let max = degree.iter().copied().max().unwrap_or(0) as usize;
+            let n = scoring.n_baskets;
+            small = (0..=max.min(LLR_TABLE_MAX))
+                .map(|x| xlnx(x as f64))
+                .collect();
+            big = (0..=(2 * max).min(LLR_TABLE_MAX).min(n as usize))
+                .map(|m| xlnx((n - m as u64) as f64))
+                .collect();
+        }
+        Scorer {
+            scoring,
+            small,
+            big,
+        }
+    }
+
+    /// The score of items with `c_ij` shared baskets and `c_ii`, `c_jj` baskets each.
+    #[inline]
+    pub fn score(&self, c_ij: u32, c_ii: u32, c_jj: u32) -> f64 {
+        match self.scoring.sim {
+            Similarity::Llr => Similarity::llr_with(
+                c_ij as f64,
+                c_ii as f64,
+                c_jj as f64,
+                self.scoring.n_baskets as f64,
+                |x| self.xlnx(x),
+            ),
+            _ => self.scoring.score(c_ij, c_ii, c_jj),
+        }
+    }
+
+    /// `x ln x` of an integral `x`, from the tables where they hold it.
+    #[inline(always)]
+    fn xlnx(&self, x: f64) -> f64 {
+        if let Some(&v) = self.small.get(x as usize) {
+            return v;
+        }
+        let n = self.scoring.n_baskets as f64;
+        if x <= n {
+            if let Some(&v) = self.big.get((n - x) as usize) {
+                return v;
+            }
+        }
+        xlnx(x)
+    }
+}
+
 /// Best first: score descending, then item id (= key order) ascending.
 #[inline]
 fn better(a: &(f64, u32), b: &(f64, u32)) -> Ordering {
@@ -212,6 +281,7 @@ impl CoocIndex {
     /// Top-`k` neighbours of the items in `rows`.
     pub fn top_k(&self, sim: Scoring, k: usize, rows: Range<usize>) -> TopK {
         let n_items = self.n_items();
+        let scorer = Scorer::new(sim, &self.degree);
         // One scratch per worker thread (not per rayon split: a fresh 4*n-byte counter per
         // split costs more in page zeroing than the counting itself).
         let scratch = thread_local::ThreadLocal::new();
@@ -226,7 +296,7 @@ impl CoocIndex {
                         heap: std::collections::BinaryHeap::with_capacity(k + 1),
                     })
                 });
-                row_top_k(self, sim, k, i, &mut s.borrow_mut())
+                row_top_k(self, &scorer, k, i, &mut s.borrow_mut())
             })
             .collect();
         TopK::from_lists(lists)
@@ -237,6 +307,7 @@ impl CoocIndex {
     /// [`CoocIndex::top_k`] with that scoring.
     pub fn top_k_many(&self, sims: &[Scoring], k: usize, rows: Range<usize>) -> Vec<TopK> {
         let n_items = self.n_items();
+        let scorers: Vec<Scorer> = sims.iter().map(|&s| Scorer::new(s, &self.degree)).collect();
         let scratch = thread_local::ThreadLocal::new();
         let per_row: Vec<Vec<Vec<(f64, u32)>>> = rows
             .into_par_iter()
@@ -253,7 +324,7 @@ impl CoocIndex {
                     ))
                 });
                 let (s, cands) = &mut *s.borrow_mut();
-                row_top_k_many(self, sims, k, i, s, cands)
+                row_top_k_many(self, &scorers, k, i, s, cands)
             })
             .collect();
         let mut lists: Vec<Vec<Vec<(f64, u32)>>> = sims
@@ -271,7 +342,7 @@ impl CoocIndex {
 
 fn row_top_k(
     idx: &CoocIndex,
-    sim: Scoring,
+    sim: &Scorer,
     k: usize,
     i: usize,
     s: &mut Scratch,
@@ -287,7 +358,7 @@ fn row_top_k(
 /// Row `i` under every scoring of `sims`, from one count of the row.
 fn row_top_k_many(
     idx: &CoocIndex,
-    sims: &[Scoring],
+    sims: &[Scorer],
     k: usize,
     i: usize,
     s: &mut Scratch,
@@ -301,7 +372,7 @@ fn row_top_k_many(
             .map(|&j| (j, std::mem::take(&mut s.counts[j as usize]))),
     );
     sims.iter()
-        .map(|&sim| select_top_k(sim, k, i, &idx.degree, &mut s.heap, cands.iter().copied()))
+        .map(|sim| select_top_k(sim, k, i, &idx.degree, &mut s.heap, cands.iter().copied()))
         .collect()
 }
 
@@ -344,7 +415,7 @@ fn count_row(idx: &CoocIndex, i: usize, s: &mut Scratch) -> usize {
 /// same for any order of the candidates (the order is total: score, then item), which lets
 /// every backend that produces the counts share this one selection.
 pub fn select_top_k(
-    sim: Scoring,
+    sim: &Scorer,
     k: usize,
     i: usize,
     degree: &[u32],
@@ -357,16 +428,30 @@ pub fn select_top_k(
     // >= c, `below(c, c_ii, c, tau)` is `c < t` for the `t` below, and for an integer c that
     // is exactly `c < ceil(t)`. One integer compare rejects most candidates.
     // Below `--min-support` a pair is never a neighbour: the floor starts there.
-    let support = sim.min_support.max(1);
+    let support = sim.scoring.min_support.max(1);
     let mut c_min = support;
-    // Lift, inclusion and LLR can be high for any c (a pair of rare items), so only the
+    // Lift and inclusion can be high for any c (a pair of rare items), so only the
     // measures that grow with c given c_jj >= c have a floor above the support.
-    let floor = |tau: f64| -> u32 {
-        let t = match sim.sim {
+    let floor = |tau: f64, c_min: u32| -> u32 {
+        let t = match sim.scoring.sim {
             Similarity::Cosine => tau * tau * c_ii as f64 * SLACK,
             Similarity::Jaccard => tau * c_ii as f64 * SLACK,
             Similarity::Count => tau * SLACK,
-            Similarity::Lift | Similarity::Inclusion | Similarity::Llr => 0.0,
+            Similarity::Lift | Similarity::Inclusion => 0.0,
+            // G² of (c, c_ii, c_jj) falls as c_jj grows from c (the table moves towards
+            // independence, and G² is convex along that line with its minimum there), so
+            // U(c) = G²(c, c_ii, c) bounds every candidate with count c; U grows with c.
+            // The floor is the least c with U(c) within rounding of tau: it only rises, so
+            // the scan is paid once per row. The slack is absolute, far above the rounding
+            // of nine terms of magnitude up to N ln N.
+            Similarity::Llr => {
+                let slack = 1e-11 * (xlnx(sim.scoring.n_baskets as f64) + 1.0);
+                let mut c = c_min;
+                while c < c_ii && sim.score(c, c_ii, c) < tau - slack {
+                    c += 1;
+                }
+                return c.max(support);
+            }
         };
         (t.ceil().min(u32::MAX as f64) as u32).max(support)
     };
@@ -377,10 +462,15 @@ pub fn select_top_k(
         let c_jj = degree[j as usize];
         if heap.len() == k {
             let tau = heap.peek().map_or(0.0, |w| w.0 .0);
-            if below(sim, c, c_ii, c_jj, tau) {
+            let score = if sim.scoring.sim == Similarity::Llr {
+                // No cheaper test than the score itself.
+                sim.score(c, c_ii, c_jj)
+            } else if below(sim, c, c_ii, c_jj, tau) {
                 continue;
-            }
-            let cand = (sim.score(c, c_ii, c_jj), j);
+            } else {
+                sim.score(c, c_ii, c_jj)
+            };
+            let cand = (score, j);
             if let Some(mut worst) = heap.peek_mut() {
                 if better(&cand, &worst.0) == Ordering::Less {
                     *worst = Worst(cand);
@@ -394,7 +484,7 @@ pub fn select_top_k(
             }
         }
         if heap.len() == k {
-            c_min = floor(heap.peek().map_or(0.0, |w| w.0 .0));
+            c_min = floor(heap.peek().map_or(0.0, |w| w.0 .0), c_min);
         }
     }
     // Ascending in `Worst` order is best first.
@@ -410,17 +500,17 @@ pub fn select_top_k(
 /// `C_jj` gives an upper bound: `below` stays sound for it. The 1e-9 slack dwarfs f64 rounding (~1e-16), so a candidate
 /// that could equal or beat `tau` after rounding is never skipped: the result is exact.
 #[inline]
-fn below(sim: Scoring, c: u32, a: u32, b: u32, tau: f64) -> bool {
+fn below(sim: &Scorer, c: u32, a: u32, b: u32, tau: f64) -> bool {
     let (cu, au, bu) = (c, a, b);
     let (c, a, b) = (c as f64, a as f64, b as f64);
-    match sim.sim {
+    match sim.scoring.sim {
         // c / sqrt(ab) < tau  <=>  c^2 < tau^2 ab   (all exact in f64 below 2^26 baskets)
         Similarity::Cosine => c * c < tau * tau * (a * b) * SLACK,
         Similarity::Jaccard => c < tau * (a + b - c) * SLACK,
         Similarity::Count => c < tau * SLACK,
-        Similarity::Lift => c * (sim.n_baskets as f64) < tau * (a * b) * SLACK,
+        Similarity::Lift => c * (sim.scoring.n_baskets as f64) < tau * (a * b) * SLACK,
         Similarity::Inclusion => c < tau * a.min(b) * SLACK,
-        Similarity::Llr => sim.score(cu, au, bu) < tau * SLACK,
+        Similarity::Llr => sim.score(cu, au, bu) < tau,
     }
 }
 
@@ -569,7 +659,8 @@ mod tests {
                         for t in (1..cands.len()).rev() {
                             cands.swap(t, next(t as u64 + 1) as usize);
                         }
-                        select_top_k(sim, k, i, idx.degree(), &mut heap, cands.into_iter())
+                        let scorer = Scorer::new(sim, idx.degree());
+                        select_top_k(&scorer, k, i, idx.degree(), &mut heap, cands.into_iter())
                     })
                     .collect();
                 assert_eq!(TopK::from_lists(lists), want, "{sim:?} k={k}");

@@ -20,7 +20,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use rayon::prelude::*;
 
-use crate::kernel::{select_top_k, CoocIndex, Scoring, TopK};
+use crate::kernel::{select_top_k, CoocIndex, Scorer, Scoring, TopK};
 
 /// The kernels' source, compiled at run time.
 const SOURCE: &str = include_str!("cooc.cu");
@@ -125,6 +125,7 @@ impl Device {
     ) -> Result<TopK, GpuError> {
         let n_items = idx.n_items();
         let (packed, item_baskets, degree) = idx.parts();
+        let scorer = Scorer::new(sim, degree);
         let s = &self.stream;
         let d_packed = s.clone_htod(packed)?;
         let d_offs = s.clone_htod(&item_baskets.offsets)?;
@@ -156,7 +157,7 @@ impl Device {
                         .iter()
                         .copied()
                         .zip(block.count[a..b].iter().copied());
-                    select_top_k(sim, k, r0 + r, degree, heap, cands)
+                    select_top_k(&scorer, k, r0 + r, degree, heap, cands)
                 })
                 .collect();
             out.append(TopK::from_lists(lists));

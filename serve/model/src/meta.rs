@@ -67,20 +67,27 @@ impl Similarity {
             Similarity::Count => c_ij,
             Similarity::Lift => c_ij * n / (c_i * c_j),
             Similarity::Inclusion => c_ij / c_i.min(c_j),
-            Similarity::Llr => {
-                if c_ij * n <= c_i * c_j {
-                    return 0.0;
-                }
-                let (k11, k12, k21) = (c_ij, c_i - c_ij, c_j - c_ij);
-                let k22 = n - c_i - c_j + c_ij;
-                2.0 * (xlnx(k11) + xlnx(k12) + xlnx(k21) + xlnx(k22)
-                    - xlnx(k11 + k12)
-                    - xlnx(k21 + k22)
-                    - xlnx(k11 + k21)
-                    - xlnx(k12 + k22)
-                    + xlnx(n))
-            }
+            Similarity::Llr => Self::llr_with(c_ij, c_i, c_j, n, xlnx),
         }
+    }
+
+    /// LLR's score with `x ln x` supplied by the caller: a trainer may look the terms up
+    /// in a table of exactly these values (the same bytes as [`Similarity::score`], which
+    /// calls this with [`xlnx`]). Every argument `xlnx` receives is an integer count or
+    /// `n` minus one.
+    #[inline(always)]
+    pub fn llr_with(c_ij: f64, c_i: f64, c_j: f64, n: f64, xlnx: impl Fn(f64) -> f64) -> f64 {
+        if c_ij * n <= c_i * c_j {
+            return 0.0;
+        }
+        let (k11, k12, k21) = (c_ij, c_i - c_ij, c_j - c_ij);
+        let k22 = n - c_i - c_j + c_ij;
+        2.0 * (xlnx(k11) + xlnx(k12) + xlnx(k21) + xlnx(k22)
+            - xlnx(k11 + k12)
+            - xlnx(k21 + k22)
+            - xlnx(k11 + k21)
+            - xlnx(k12 + k22)
+            + xlnx(n))
     }
 }
 
@@ -92,9 +99,9 @@ fn is_one(v: &u32) -> bool {
     *v == 1
 }
 
-/// x ln x, with 0 ln 0 = 0.
+/// x ln x, with 0 ln 0 = 0: the terms of LLR.
 #[inline]
-fn xlnx(x: f64) -> f64 {
+pub fn xlnx(x: f64) -> f64 {
     if x <= 0.0 {
         0.0
     } else {
