@@ -39,33 +39,26 @@ pub fn holdout_last(data: &Interactions) -> Vec<Vec<bool>> {
         .collect()
 }
 
-/// Top-`k` of a customer: the model's and the popularity baseline's.
+/// Per-thread scratch of the evaluation: the score accumulator and the per-customer lists.
 struct Scratch {
     acc: Vec<f64>,
     touched: Vec<u32>,
+    held: Vec<u32>,
+    cand: Vec<(f64, u32)>,
+    base: Vec<u32>,
 }
 
-#[derive(Default, Clone, Copy)]
-struct UserResult {
-    counted: bool,
-    hit: f64,
-    recall: f64,
-    ndcg: f64,
-    base_hit: f64,
-    base_recall: f64,
-    base_ndcg: f64,
-}
-
-fn metrics(recs: &[u32], test: &[u32]) -> (f64, f64, f64) {
+fn metrics(recs: impl ExactSizeIterator<Item = u32>, test: &[u32]) -> (f64, f64, f64) {
+    let n_recs = recs.len();
     let mut hits = 0usize;
     let mut dcg = 0.0;
-    for (r, j) in recs.iter().enumerate() {
-        if test.binary_search(j).is_ok() {
+    for (r, j) in recs.enumerate() {
+        if test.binary_search(&j).is_ok() {
             hits += 1;
             dcg += 1.0 / ((r + 2) as f64).log2();
         }
     }
-    let ideal: f64 = (0..test.len().min(recs.len().max(1)))
+    let ideal: f64 = (0..test.len().min(n_recs.max(1)))
         .map(|r| 1.0 / ((r + 2) as f64).log2())
         .sum();
     (
@@ -96,6 +89,16 @@ pub struct EvalPartial {
 }
 
 impl EvalPartial {
+    /// The sums of no customers over `n_items` items.
+    pub fn empty(n_items: usize) -> EvalPartial {
+        EvalPartial {
+            users: 0,
+            sums: [0; 6],
+            seen: vec![false; n_items],
+            seen_base: vec![false; n_items],
+        }
+    }
+
     /// Adds the sums of a disjoint set of customers.
     pub fn merge(&mut self, other: &EvalPartial) {
         self.users += other.users;
@@ -162,102 +165,116 @@ pub fn evaluate_partial(
     let mut popular: Vec<u32> = (0..n_items as u32).collect();
     popular.sort_unstable_by(|&a, &b| degree[b as usize].cmp(&degree[a as usize]).then(a.cmp(&b)));
 
-    let per_user: Vec<(UserResult, Vec<u32>, Vec<u32>)> = (0..test.n_rows())
+    // Customers fold into partial sums per split; sums are exact integers and `seen` is an
+    // OR, so the result does not depend on how rayon splits them.
+    (0..test.n_rows())
         .into_par_iter()
-        .with_max_len(256)
-        .map_init(
-            || Scratch {
-                acc: vec![0.0; n_items],
-                touched: Vec::new(),
-            },
-            |s, u| {
-                let bought = train.row(u);
-                let held: Vec<u32> = test
-                    .row(u)
-                    .iter()
-                    .copied()
-                    .filter(|j| bought.binary_search(j).is_err())
-                    .collect();
-                if bought.is_empty() || held.is_empty() {
-                    return (UserResult::default(), Vec::new(), Vec::new());
-                }
-                for &i in bought {
-                    let (ids, scores) = model.row(i as usize);
-                    for (&j, &sc) in ids.iter().zip(scores) {
-                        if s.acc[j as usize] == 0.0 {
-                            s.touched.push(j);
-                        }
-                        s.acc[j as usize] += sc as f64;
-                    }
-                }
-                let mut cand: Vec<(f64, u32)> = s
-                    .touched
-                    .drain(..)
-                    .map(|j| (std::mem::take(&mut s.acc[j as usize]), j))
-                    .filter(|(_, j)| bought.binary_search(j).is_err())
-                    .collect();
-                let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-                if cand.len() > k {
-                    cand.select_nth_unstable_by(k - 1, cmp);
-                    cand.truncate(k);
-                }
-                cand.sort_unstable_by(cmp);
-                let recs: Vec<u32> = cand.iter().map(|c| c.1).collect();
-                let base: Vec<u32> = popular
-                    .iter()
-                    .copied()
-                    .filter(|j| bought.binary_search(j).is_err())
-                    .take(k)
-                    .collect();
-                let (hit, recall, ndcg) = metrics(&recs, &held);
-                let (base_hit, base_recall, base_ndcg) = metrics(&base, &held);
+        .with_min_len(1024)
+        .fold(
+            || {
                 (
-                    UserResult {
-                        counted: true,
-                        hit,
-                        recall,
-                        ndcg,
-                        base_hit,
-                        base_recall,
-                        base_ndcg,
+                    Scratch {
+                        acc: vec![0.0; n_items],
+                        touched: Vec::new(),
+                        held: Vec::new(),
+                        cand: Vec::new(),
+                        base: Vec::with_capacity(k),
                     },
-                    recs,
-                    base,
+                    EvalPartial::empty(n_items),
                 )
             },
+            |(mut s, mut out), u| {
+                evaluate_one(
+                    model,
+                    train.row(u),
+                    test.row(u),
+                    &popular,
+                    k,
+                    &mut s,
+                    &mut out,
+                );
+                (s, out)
+            },
         )
-        .collect();
+        .map(|(_, out)| out)
+        .reduce(
+            || EvalPartial::empty(n_items),
+            |mut a, b| {
+                a.merge(&b);
+                a
+            },
+        )
+}
 
-    let mut out = EvalPartial {
-        users: 0,
-        sums: [0; 6],
-        seen: vec![false; n_items],
-        seen_base: vec![false; n_items],
-    };
-    for (r, recs, base) in &per_user {
-        if !r.counted {
-            continue;
-        }
-        out.users += 1;
-        let values = [
-            r.hit,
-            r.recall,
-            r.ndcg,
-            r.base_hit,
-            r.base_recall,
-            r.base_ndcg,
-        ];
-        for (s, v) in out.sums.iter_mut().zip(values) {
-            *s += fixed(v);
-        }
-        for &j in recs {
-            out.seen[j as usize] = true;
-        }
-        for &j in base {
-            out.seen_base[j as usize] = true;
+/// Adds one customer (`bought` in training, `test` held out) to `out`.
+fn evaluate_one(
+    model: &TopK,
+    bought: &[u32],
+    test: &[u32],
+    popular: &[u32],
+    k: usize,
+    s: &mut Scratch,
+    out: &mut EvalPartial,
+) {
+    s.held.clear();
+    s.held.extend(
+        test.iter()
+            .copied()
+            .filter(|j| bought.binary_search(j).is_err()),
+    );
+    if bought.is_empty() || s.held.is_empty() {
+        return;
+    }
+    // Items already bought are never candidates: marked -inf, they stay -inf and are
+    // never taken for a first touch (scores are positive, so a first touch sees 0).
+    for &i in bought {
+        s.acc[i as usize] = f64::NEG_INFINITY;
+    }
+    for &i in bought {
+        let (ids, scores) = model.row(i as usize);
+        for (&j, &sc) in ids.iter().zip(scores) {
+            let a = &mut s.acc[j as usize];
+            if *a == 0.0 {
+                s.touched.push(j);
+            }
+            *a += sc as f64;
         }
     }
-    out
+    for &i in bought {
+        s.acc[i as usize] = 0.0;
+    }
+    s.cand.clear();
+    for j in s.touched.drain(..) {
+        s.cand.push((std::mem::take(&mut s.acc[j as usize]), j));
+    }
+    let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if s.cand.len() > k {
+        s.cand.select_nth_unstable_by(k - 1, cmp);
+        s.cand.truncate(k);
+    }
+    s.cand.sort_unstable_by(cmp);
+    s.base.clear();
+    s.base.extend(
+        popular
+            .iter()
+            .copied()
+            .filter(|j| bought.binary_search(j).is_err())
+            .take(k),
+    );
+    let recs = s.cand.iter().map(|c| c.1);
+    let (hit, recall, ndcg) = metrics(recs.clone(), &s.held);
+    let (base_hit, base_recall, base_ndcg) = metrics(s.base.iter().copied(), &s.held);
+    out.users += 1;
+    let values = [hit, recall, ndcg, base_hit, base_recall, base_ndcg];
+    for (sum, v) in out.sums.iter_mut().zip(values) {
+        *sum += fixed(v);
+    }
+    for j in recs {
+        out.seen[j as usize] = true;
+    }
+    for &j in &s.base {
+        out.seen_base[j as usize] = true;
+    }
 }
 
 #[cfg(test)]
@@ -266,12 +283,12 @@ mod tests {
 
     #[test]
     fn ndcg_and_recall_by_hand() {
-        let (hit, recall, ndcg) = metrics(&[5, 7, 9], &[7, 8]);
+        let (hit, recall, ndcg) = metrics([5, 7, 9].into_iter(), &[7, 8]);
         assert_eq!(hit, 1.0);
         assert_eq!(recall, 0.5);
         let expected = (1.0 / 3f64.log2()) / (1.0 + 1.0 / 3f64.log2());
         assert!((ndcg - expected).abs() < 1e-12);
-        assert_eq!(metrics(&[1], &[2]), (0.0, 0.0, 0.0));
+        assert_eq!(metrics([1].into_iter(), &[2]), (0.0, 0.0, 0.0));
     }
 
     #[test]
