@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::ops::Range;
 
-use cooc_model::meta::xlnx;
+use cooc_model::meta::{llr_cells, llr_from_parts, llr_margin, llr_positive, xlnx};
 use cooc_model::Similarity;
 use rayon::prelude::*;
 
@@ -113,71 +113,72 @@ impl Scoring {
     }
 }
 
-/// A [`Scoring`] made ready for one pass of the kernel. For LLR it holds `x ln x` at every
-/// count up to the largest degree and at `N - m` for `m` up to twice that: every term of a
-/// pair's G² is one of these, so a candidate costs no logarithm, and since the tables hold
-/// exactly the values [`Similarity::score`] computes, the scores are the same bytes.
+/// A [`Scoring`] made ready for one pass of the kernel. For LLR it holds the parts of G²
+/// that take a logarithm ([`cooc_model::meta`]'s `llr_*`): `x ln x` at every count up to
+/// the largest degree, at `N - m` for `m` up to twice that, and each degree's margin term.
+/// A candidate then costs five table reads and no logarithm, and since the tables hold
+/// exactly the values [`Similarity::score`] computes, in the same sums, the scores are the
+/// same bytes.
 pub struct Scorer {
     /// The scoring.
     pub scoring: Scoring,
-    /// `x ln x` for `x` in `0..small.len()`.
-    small: Vec<f64>,
-    /// `(N - m) ln (N - m)` for `m` in `0..big.len()`.
-    big: Vec<f64>,
+    /// LLR's tables, when every degree fits them.
+    llr: Option<LlrTables>,
 }
 
-/// Entries of each LLR table at most (2^22 f64: 32 MiB); larger terms are computed.
-const LLR_TABLE_MAX: usize = 1 << 22;
+struct LlrTables {
+    /// `x ln x` for `x` in `0..=max degree`.
+    small: Vec<f64>,
+    /// `(N - m) ln (N - m)` for `m` in `0..=min(2 max degree, N)`.
+    big: Vec<f64>,
+    /// `llr_margin(c, N)` for `c` in `0..=max degree`.
+    margin: Vec<f64>,
+    /// `N ln N`.
+    xlnx_n: f64,
+}
+
+/// The largest degree LLR's tables cover (2^21 entries: 16 MiB per table); above it, each
+/// candidate's terms are computed.
+const LLR_TABLE_MAX: usize = 1 << 21;
 
 impl Scorer {
     /// `scoring` over items of these catalogue-wide degrees.
     pub fn new(scoring: Scoring, degree: &[u32]) -> Scorer {
-        let (mut small, mut big) = (Vec::new(), Vec::new());
-        if scoring.sim == Similarity::Llr {
-            let max = degree.iter().copied().max().unwrap_or(0) as usize;
+        let max = degree.iter().copied().max().unwrap_or(0) as usize;
+        let llr = (scoring.sim == Similarity::Llr && max <= LLR_TABLE_MAX).then(|| {
             let n = scoring.n_baskets;
-            small = (0..=max.min(LLR_TABLE_MAX))
-                .map(|x| xlnx(x as f64))
-                .collect();
-            big = (0..=(2 * max).min(LLR_TABLE_MAX).min(n as usize))
-                .map(|m| xlnx((n - m as u64) as f64))
-                .collect();
-        }
-        Scorer {
-            scoring,
-            small,
-            big,
-        }
+            let nf = n as f64;
+            LlrTables {
+                small: (0..=max).map(|x| xlnx(x as f64)).collect(),
+                big: (0..=(2 * max as u64).min(n))
+                    .map(|m| xlnx((n - m) as f64))
+                    .collect(),
+                margin: (0..=max).map(|c| llr_margin(c as f64, nf)).collect(),
+                xlnx_n: xlnx(nf),
+            }
+        });
+        Scorer { scoring, llr }
     }
 
     /// The score of items with `c_ij` shared baskets and `c_ii`, `c_jj` baskets each.
     #[inline]
     pub fn score(&self, c_ij: u32, c_ii: u32, c_jj: u32) -> f64 {
-        match self.scoring.sim {
-            Similarity::Llr => Similarity::llr_with(
-                c_ij as f64,
-                c_ii as f64,
-                c_jj as f64,
-                self.scoring.n_baskets as f64,
-                |x| self.xlnx(x),
-            ),
-            _ => self.scoring.score(c_ij, c_ii, c_jj),
-        }
-    }
-
-    /// `x ln x` of an integral `x`, from the tables where they hold it.
-    #[inline(always)]
-    fn xlnx(&self, x: f64) -> f64 {
-        if let Some(&v) = self.small.get(x as usize) {
-            return v;
-        }
-        let n = self.scoring.n_baskets as f64;
-        if x <= n {
-            if let Some(&v) = self.big.get((n - x) as usize) {
-                return v;
+        match &self.llr {
+            Some(t) => {
+                let n = self.scoring.n_baskets as f64;
+                if !llr_positive(c_ij as f64, c_ii as f64, c_jj as f64, n) {
+                    return 0.0;
+                }
+                let (c, a, b) = (c_ij as usize, c_ii as usize, c_jj as usize);
+                llr_from_parts(
+                    llr_cells(t.small[c], t.small[a - c], t.small[b - c], t.big[a + b - c]),
+                    t.margin[a],
+                    t.margin[b],
+                    t.xlnx_n,
+                )
             }
+            None => self.scoring.score(c_ij, c_ii, c_jj),
         }
-        xlnx(x)
     }
 }
 

@@ -67,28 +67,51 @@ impl Similarity {
             Similarity::Count => c_ij,
             Similarity::Lift => c_ij * n / (c_i * c_j),
             Similarity::Inclusion => c_ij / c_i.min(c_j),
-            Similarity::Llr => Self::llr_with(c_ij, c_i, c_j, n, xlnx),
+            Similarity::Llr => {
+                if !llr_positive(c_ij, c_i, c_j, n) {
+                    return 0.0;
+                }
+                let (k11, k12, k21) = (c_ij, c_i - c_ij, c_j - c_ij);
+                let k22 = n - c_i - c_j + c_ij;
+                llr_from_parts(
+                    llr_cells(xlnx(k11), xlnx(k12), xlnx(k21), xlnx(k22)),
+                    llr_margin(c_i, n),
+                    llr_margin(c_j, n),
+                    xlnx(n),
+                )
+            }
         }
     }
+}
 
-    /// LLR's score with `x ln x` supplied by the caller: a trainer may look the terms up
-    /// in a table of exactly these values (the same bytes as [`Similarity::score`], which
-    /// calls this with [`xlnx`]). Every argument `xlnx` receives is an integer count or
-    /// `n` minus one.
-    #[inline(always)]
-    pub fn llr_with(c_ij: f64, c_i: f64, c_j: f64, n: f64, xlnx: impl Fn(f64) -> f64) -> f64 {
-        if c_ij * n <= c_i * c_j {
-            return 0.0;
-        }
-        let (k11, k12, k21) = (c_ij, c_i - c_ij, c_j - c_ij);
-        let k22 = n - c_i - c_j + c_ij;
-        2.0 * (xlnx(k11) + xlnx(k12) + xlnx(k21) + xlnx(k22)
-            - xlnx(k11 + k12)
-            - xlnx(k21 + k22)
-            - xlnx(k11 + k21)
-            - xlnx(k12 + k22)
-            + xlnx(n))
-    }
+// LLR in parts, so that a trainer can take each part from a table of exactly these values
+// and get the same bytes as `Similarity::score`:
+// G² = 2 (Σ_cells xlnx(k) - margin(c_i) - margin(c_j) + xlnx(n)), where margin(c) =
+// xlnx(c) + xlnx(n - c) covers both row (or column) sums of the 2x2 table.
+
+/// Whether i and j are bought together more often than chance (`c_ij n > c_i c_j`): LLR
+/// scores only such pairs (others score 0, never neighbours).
+#[inline(always)]
+pub fn llr_positive(c_ij: f64, c_i: f64, c_j: f64, n: f64) -> bool {
+    c_ij * n > c_i * c_j
+}
+
+/// The cells' part of G²: `xlnx(k11) + xlnx(k12) + xlnx(k21) + xlnx(k22)`, given those.
+#[inline(always)]
+pub fn llr_cells(x11: f64, x12: f64, x21: f64, x22: f64) -> f64 {
+    x11 + x12 + x21 + x22
+}
+
+/// One item's margins' part of G²: `xlnx(c) + xlnx(n - c)`.
+#[inline(always)]
+pub fn llr_margin(c: f64, n: f64) -> f64 {
+    xlnx(c) + xlnx(n - c)
+}
+
+/// G² from its parts.
+#[inline(always)]
+pub fn llr_from_parts(cells: f64, margin_i: f64, margin_j: f64, xlnx_n: f64) -> f64 {
+    2.0 * (cells - margin_i - margin_j + xlnx_n)
 }
 
 fn one() -> u32 {
