@@ -216,20 +216,33 @@ fn evaluate_one(
     s: &mut Scratch,
     out: &mut EvalPartial,
 ) {
-    s.held.clear();
-    s.held.extend(
-        test.iter()
-            .copied()
-            .filter(|j| bought.binary_search(j).is_err()),
-    );
-    if bought.is_empty() || s.held.is_empty() {
+    if bought.is_empty() {
         return;
     }
-    // Items already bought are never candidates: marked -inf, they stay -inf and are
-    // never taken for a first touch (scores are positive, so a first touch sees 0).
+    // Items already bought are marked -inf while this customer is scored: they are never
+    // held-out targets, baseline picks or candidates (they stay -inf, and a first touch
+    // of any other item sees 0, scores being positive).
     for &i in bought {
         s.acc[i as usize] = f64::NEG_INFINITY;
     }
+    let is_bought = |acc: &[f64], j: u32| acc[j as usize] == f64::NEG_INFINITY;
+    s.held.clear();
+    s.held
+        .extend(test.iter().copied().filter(|&j| !is_bought(&s.acc, j)));
+    if s.held.is_empty() {
+        for &i in bought {
+            s.acc[i as usize] = 0.0;
+        }
+        return;
+    }
+    s.base.clear();
+    s.base.extend(
+        popular
+            .iter()
+            .copied()
+            .filter(|&j| !is_bought(&s.acc, j))
+            .take(k),
+    );
     for &i in bought {
         let (ids, scores) = model.row(i as usize);
         for (&j, &sc) in ids.iter().zip(scores) {
@@ -243,24 +256,24 @@ fn evaluate_one(
     for &i in bought {
         s.acc[i as usize] = 0.0;
     }
+    // The best k, kept sorted best first (score descending, then id ascending) by
+    // insertion: a customer has tens of candidates, and most fail the first compare.
+    let better = |a: &(f64, u32), b: &(f64, u32)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
     s.cand.clear();
     for j in s.touched.drain(..) {
-        s.cand.push((std::mem::take(&mut s.acc[j as usize]), j));
+        let c = (std::mem::take(&mut s.acc[j as usize]), j);
+        if s.cand.len() == k {
+            if !better(&c, &s.cand[k - 1]) {
+                continue;
+            }
+            s.cand.pop();
+        }
+        let mut at = s.cand.len();
+        while at > 0 && better(&c, &s.cand[at - 1]) {
+            at -= 1;
+        }
+        s.cand.insert(at, c);
     }
-    let cmp = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if s.cand.len() > k {
-        s.cand.select_nth_unstable_by(k - 1, cmp);
-        s.cand.truncate(k);
-    }
-    s.cand.sort_unstable_by(cmp);
-    s.base.clear();
-    s.base.extend(
-        popular
-            .iter()
-            .copied()
-            .filter(|j| bought.binary_search(j).is_err())
-            .take(k),
-    );
     let recs = s.cand.iter().map(|c| c.1);
     let (hit, recall, ndcg) = metrics(recs.clone(), &s.held);
     let (base_hit, base_recall, base_ndcg) = metrics(s.base.iter().copied(), &s.held);
