@@ -127,7 +127,7 @@ mod tests {
     use clap::CommandFactory;
 
     /// Every command has a description, every argument a one-line help; the commands that
-    /// run in pods (`train`, `serve`) take every option from the environment too (the
+    /// run in pods (`train`, `tune`, `serve`) take every option from the environment too (the
     /// README says so).
     #[test]
     fn every_command_and_flag_explains_itself() {
@@ -135,7 +135,7 @@ mod tests {
             if cmd.get_about().is_none() && !path.is_empty() {
                 missing.push(format!("{path}: no description"));
             }
-            let in_pods = ["cooc train", "cooc serve"].contains(&path);
+            let in_pods = ["cooc train", "cooc tune", "cooc serve"].contains(&path);
             for arg in cmd.get_arguments() {
                 let id = arg.get_id().as_str();
                 if ["help", "version"].contains(&id) {
