@@ -14,6 +14,8 @@ mod pod_security;
 use std::path::{Path, PathBuf};
 
 use crd::{crd_schemas, pruned};
+
+mod cel;
 use pod_security::{pod_templates, restricted_violations};
 
 use serde_json::{json, Value};
@@ -286,6 +288,72 @@ fn jobset_and_kueue_objects_validate_against_the_upstream_schemas() {
     let mut wrong = js;
     wrong["spec"]["failurePolicy"]["rules"][0]["action"] = json!("Explode");
     assert!(!jsonschema::validator_for(schema).unwrap().is_valid(&wrong));
+}
+
+/// The CRDs' CEL rules hold on every JobSet and Kueue object we ship or submit; the check
+/// can fail: a ClusterQueue flavor that does not quote every covered resource, and a
+/// flavor taint with an effect Kubernetes does not know, are caught.
+#[test]
+fn jobset_and_kueue_objects_keep_the_crds_cel_rules() {
+    let schemas = crd_schemas();
+    let all = objects();
+    let schema_of = |v: &serde_json::Value| {
+        let api = v["apiVersion"].as_str().unwrap_or_default();
+        schemas
+            .iter()
+            .find(|(a, k, _)| a == api && k == kind(v))
+            .map(|(_, _, s)| s)
+    };
+    let mut checked = 0;
+    let mut objects_checked = 0;
+    for (f, v) in &all {
+        let Some(schema) = schema_of(v) else { continue };
+        let mut out = Vec::new();
+        cel::violations(v, schema, "", &mut checked, &mut out);
+        assert!(
+            out.is_empty(),
+            "{}: {}:\n{}",
+            f.display(),
+            kind(v),
+            cel::describe(&out)
+        );
+        objects_checked += 1;
+    }
+    assert!(objects_checked >= 6, "{objects_checked} objects");
+    assert!(
+        checked >= 5,
+        "only {checked} CEL rules applied to our objects"
+    );
+
+    let cq = all
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| kind(v) == "ClusterQueue")
+        .expect("a ClusterQueue")
+        .clone();
+    let mut short = cq.clone();
+    short["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    let mut out = Vec::new();
+    cel::violations(&short, schema_of(&cq).unwrap(), "", &mut 0, &mut out);
+    assert!(
+        out.iter().any(|v| v.rule.contains("coveredResources")),
+        "{out:#?}"
+    );
+
+    let flavor = all
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| kind(v) == "ResourceFlavor" && v["spec"]["nodeTaints"].is_array())
+        .expect("the GPU flavor taints its nodes")
+        .clone();
+    let mut bad = flavor.clone();
+    bad["spec"]["nodeTaints"][0]["effect"] = json!("Sometimes");
+    let mut out = Vec::new();
+    cel::violations(&bad, schema_of(&flavor).unwrap(), "", &mut 0, &mut out);
+    assert!(out.iter().any(|v| v.path == ".spec.nodeTaints"), "{out:#?}");
 }
 
 /// Every pod template: Deployments, Jobs, CronJobs and JobSet replicatedJobs.
