@@ -54,6 +54,15 @@ pub struct BackendUnavailable {
     pub instead: &'static str,
 }
 
+/// Decayed counts have no GPU kernel: a typed refusal (exit 2) naming the flags.
+#[cfg(feature = "cuda")]
+fn decay_on_cpu() -> anyhow::Error {
+    crate::error::ConfigError(
+        "--decay-half-life counts on the CPU only: run it with --backend cpu".into(),
+    )
+    .into()
+}
+
 /// Whether this build has the CUDA backend (`--features cuda`).
 pub const HAS_CUDA: bool = cfg!(feature = "cuda");
 /// Whether this build has the NCCL communicator (`--features nccl`).
@@ -152,6 +161,8 @@ impl Engine {
         match self {
             Engine::Cpu => Ok(index.top_k(sim, k, rows)),
             #[cfg(feature = "cuda")]
+            Engine::Cuda(_) if index.weighted().is_some() => Err(decay_on_cpu()),
+            #[cfg(feature = "cuda")]
             Engine::Cuda(dev) => Ok(dev.top_k(index, sim, k, rows)?),
         }
     }
@@ -167,6 +178,8 @@ impl Engine {
     ) -> anyhow::Result<Vec<TopK>> {
         match self {
             Engine::Cpu => Ok(index.top_k_many(sims, k, rows)),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(_) if index.weighted().is_some() => Err(decay_on_cpu()),
             #[cfg(feature = "cuda")]
             Engine::Cuda(_) => sims
                 .iter()

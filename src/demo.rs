@@ -77,6 +77,7 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<DemoOutcome> {
         min_support: 1,
         max_basket: None,
         sample_seed: DEFAULT_SAMPLE_SEED,
+        decay: None,
         keys: crate::input::KeyKind::Auto,
     };
     eprintln!("==> training (cosine, top 10, hold-out: last order per customer)");

@@ -114,13 +114,25 @@ impl Output {
     }
 }
 
-/// One setting `cooc tune` compares: a measure and a least support.
+/// Time decay of the co-occurrence: basket b weighs 2^(-(t_ref - t_b) / half_life), t_b
+/// its latest training order, t_ref `reference` or the latest training order of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decay {
+    /// The half-life, in microseconds (positive).
+    pub half_life_us: i64,
+    /// `--decay-reference`, microseconds since the epoch.
+    pub reference_us: Option<i64>,
+}
+
+/// One setting `cooc tune` compares: a measure, a least support and a decay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
     /// The measure.
     pub similarity: Similarity,
     /// `--min-support`.
     pub min_support: u32,
+    /// `--decay-half-life` (with the plan's reference), or none.
+    pub decay: Option<Decay>,
 }
 
 /// Quality gates; a model below any of them is not registered (exit code 2).
@@ -164,6 +176,8 @@ pub struct TrainPlan {
     pub max_basket: Option<usize>,
     /// `--sample-seed`: the seed of those samples.
     pub sample_seed: u64,
+    /// `--decay-half-life`: weigh baskets by their age.
+    pub decay: Option<Decay>,
 }
 
 /// Message bytes per input byte: a row as short as `1,2\n` (4 bytes) travels as at most
@@ -207,7 +221,7 @@ impl TrainPlan {
     /// The parameters and input every rank of a gang must share, for the handshake.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}|max_basket={:?}/{}|min_support={}|tune={:?}",
+            "{}|{:?}|k={}|holdout={}|gates={:?}|books={}|chunk={:?}|keys={:?}|max_basket={:?}/{}|min_support={}|tune={:?}|decay={:?}",
             self.source.describe(),
             self.similarity,
             self.k,
@@ -220,6 +234,7 @@ impl TrainPlan {
             self.sample_seed,
             self.min_support,
             self.output.candidates(),
+            self.decay,
         )
     }
 
@@ -234,6 +249,6 @@ impl TrainPlan {
 
     /// Whether rows must keep their `created_at` (hold-out or time windows).
     pub fn needs_time(&self) -> bool {
-        self.holdout || self.source.windowed()
+        self.holdout || self.source.windowed() || self.decay.is_some()
     }
 }

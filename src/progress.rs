@@ -74,6 +74,11 @@ pub struct PhaseTime {
 pub struct Timings(Vec<PhaseTime>);
 
 impl Timings {
+    /// Appends the phases of `other`, after these.
+    pub fn extend(&mut self, other: Timings) {
+        self.0.extend(other.0);
+    }
+
     /// Ends `phase` and records it.
     pub fn finish(&mut self, phase: Phase) {
         let name = phase.name;

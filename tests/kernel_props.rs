@@ -156,6 +156,7 @@ fn fit_is_identical_for_any_thread_count() {
             min_support: 1,
             max_basket: None,
             sample_seed: cooc::plan::DEFAULT_SAMPLE_SEED,
+            decay: None,
         };
         pool.install(|| cooc::pipeline::train(&plan)).unwrap();
         let m = Model::open(&out).unwrap();

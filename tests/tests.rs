@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod decay;
 mod gang;
 mod gpu;
 mod hardening;

@@ -307,6 +307,15 @@ pub struct TrainArgs {
     /// pairs make lift and LLR noisy).
     #[arg(long, env = "COOC_MIN_SUPPORT", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub min_support: u32,
+    /// Weigh each basket by its age, 2^(-age / half-life) (e.g. 30d): its age is from its
+    /// latest order to the latest order of the training data (or --decay-reference).
+    /// Needs created_at.
+    #[arg(long, env = "COOC_DECAY_HALF_LIFE", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub decay_half_life: Option<Duration>,
+    /// The time ages are counted to under --decay-half-life, RFC 3339 (e.g.
+    /// 2026-11-30T00:00:00Z) [default: the latest order of the training data].
+    #[arg(long, env = "COOC_DECAY_REFERENCE", value_name = "TIME", requires = "decay_half_life", value_parser = train::parse_reference)]
+    pub decay_reference: Option<i64>,
     /// Hold-out evaluation: none; last (orders: each customer's last order, by
     /// created_at); or item (basket files: one item of each basket of two or more).
     #[arg(long, value_enum, default_value = "none", env = "COOC_HOLDOUT")]
@@ -360,9 +369,29 @@ pub struct TuneArgs {
         env = "COOC_K"
     )]
     pub k: usize,
+    /// The half-lives to compare, comma separated: none (no decay) or a duration (30d).
+    #[arg(long, value_delimiter = ',', value_name = "none|DURATION,...", default_value = "none", env = "COOC_DECAY_HALF_LIFE", value_parser = parse_half_life)]
+    pub decay_half_life: Vec<HalfLife>,
+    /// The time ages are counted to under a half-life, RFC 3339 [default: the latest order
+    /// of the training data].
+    #[arg(long, env = "COOC_DECAY_REFERENCE", value_name = "TIME", value_parser = train::parse_reference)]
+    pub decay_reference: Option<i64>,
     /// Print one JSON object per line and setting, best first, instead of the table.
     #[arg(long, env = "COOC_JSON")]
     pub json: bool,
+}
+
+/// One value of `cooc tune --decay-half-life`: none, or a half-life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HalfLife(pub Option<Duration>);
+
+fn parse_half_life(s: &str) -> Result<HalfLife, String> {
+    if s == "none" {
+        return Ok(HalfLife(None));
+    }
+    humantime::parse_duration(s)
+        .map(|d| HalfLife(Some(d)))
+        .map_err(|e| format!("{s:?}: {e} (a duration such as 30d, or none)"))
 }
 
 /// `--similarity` (the formulas: `cooc_model::Similarity::score`).

@@ -8,7 +8,7 @@ use crate::gen::GenSpec;
 use crate::input::BasketBy;
 use crate::launch::{self, Launch};
 use crate::pipeline::{self, TrainReport};
-use crate::plan::{Gates, Output, Source, TrainPlan, MAX_TOP_K};
+use crate::plan::{Decay, Gates, Output, Source, TrainPlan, MAX_TOP_K};
 use cooc_model::Similarity;
 
 /// The measure of a `--similarity` or `--measures` value.
@@ -58,6 +58,39 @@ pub(super) fn source(a: &InputArgs, holdout: Holdout) -> anyhow::Result<Source> 
         },
         (Format::Orders, Some(path)) => Source::Orders { path, basket_by },
     })
+}
+
+/// The checked `--decay-half-life` and `--decay-reference`: positive, and only where rows
+/// have a `created_at`.
+pub(super) fn decay(
+    a: &InputArgs,
+    half_life: Option<std::time::Duration>,
+    reference_us: Option<i64>,
+) -> anyhow::Result<Option<Decay>> {
+    let Some(h) = half_life else {
+        return Ok(None);
+    };
+    let bad = |m: String| -> anyhow::Error { ConfigError(m).into() };
+    if let (Format::Baskets, Some(path)) = (a.format, &a.orders) {
+        return Err(bad(format!(
+            "--decay-half-life needs created_at, which {} lacks (a basket file has no time)",
+            path.display()
+        )));
+    }
+    let half_life_us = i64::try_from(h.as_micros()).unwrap_or(i64::MAX);
+    if half_life_us <= 0 {
+        return Err(bad("--decay-half-life must be positive".into()));
+    }
+    Ok(Some(Decay {
+        half_life_us,
+        reference_us,
+    }))
+}
+
+/// `--decay-reference`: an RFC 3339 time, as microseconds since the epoch.
+pub(super) fn parse_reference(s: &str) -> Result<i64, String> {
+    crate::input::parse_time(s.as_bytes())
+        .ok_or_else(|| format!("{s:?} is not an RFC 3339 time (e.g. 2026-11-30T00:00:00Z)"))
 }
 
 /// Validates `cooc train`'s arguments into a plan (`threads`: the compute pool's size, as
@@ -117,6 +150,7 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         min_support: a.min_support,
         max_basket: a.input.max_basket,
         sample_seed: a.input.sample_seed,
+        decay: decay(&a.input, a.decay_half_life, a.decay_reference)?,
         keys: a.input.keys,
     })
 }

@@ -2,8 +2,8 @@
 //! hold-out that suits the input), its launch like `cooc train`'s, and the table, best
 //! first, with the `cooc train` command that reproduces the winner.
 
-use super::train::{launch_run, similarity, source, Ran};
-use super::{Format, Holdout, TuneArgs};
+use super::train::{decay, launch_run, similarity, source, Ran};
+use super::{Format, HalfLife, Holdout, TuneArgs};
 use crate::backend::Backend;
 use crate::error::ConfigError;
 use crate::pipeline::tune::{tune as run_tune, TuneReport, TuneRow};
@@ -33,15 +33,24 @@ pub(super) fn tune_plan(
             "--measures and --min-support need at least one value each".into(),
         ));
     }
+    if a.decay_half_life.is_empty() {
+        return Err(bad(
+            "--decay-half-life needs at least one value (none for no decay)".into(),
+        ));
+    }
     let mut candidates: Vec<Candidate> = Vec::new();
-    for &m in &a.measures {
-        for &min_support in &a.min_support {
-            let c = Candidate {
-                similarity: similarity(m),
-                min_support,
-            };
-            if !candidates.contains(&c) {
-                candidates.push(c);
+    for &HalfLife(h) in &a.decay_half_life {
+        let decay = decay(&a.input, h, a.decay_reference)?;
+        for &m in &a.measures {
+            for &min_support in &a.min_support {
+                let c = Candidate {
+                    similarity: similarity(m),
+                    min_support,
+                    decay,
+                };
+                if !candidates.contains(&c) {
+                    candidates.push(c);
+                }
             }
         }
     }
@@ -60,6 +69,7 @@ pub(super) fn tune_plan(
         min_support: candidates[0].min_support,
         max_basket: a.input.max_basket,
         sample_seed: a.input.sample_seed,
+        decay: None,
         keys: a.input.keys,
     })
 }
@@ -96,9 +106,13 @@ pub(super) fn tune(a: TuneArgs) -> anyhow::Result<u8> {
     );
     if let Some(best) = rows.first() {
         eprintln!(
-            "best: {} --min-support {}; train it with:\n  {}",
+            "best: {} --min-support {}{}; train it with:\n  {}",
             best.candidate.similarity.as_str(),
             best.candidate.min_support,
+            best.candidate.decay.map_or(String::new(), |d| format!(
+                " --decay-half-life {}",
+                half_life_text(d.half_life_us)
+            )),
             train_command(&best.candidate, holdout_for(&a))
         );
     }
@@ -122,7 +136,7 @@ fn json_row(r: &TuneRow) -> serde_json::Value {
     serde_json::json!({
         "measure": r.candidate.similarity.as_str(),
         "min_support": r.candidate.min_support,
-        "decay_half_life": null,
+        "decay_half_life": r.candidate.decay.map(|d| half_life_text(d.half_life_us)),
         "k": e.k,
         "users": e.users,
         "hit_rate": e.hit_rate,
@@ -136,13 +150,26 @@ fn json_row(r: &TuneRow) -> serde_json::Value {
     })
 }
 
+/// A half-life as `--decay-half-life` takes it, in its largest whole unit (30d, 12h ...).
+fn half_life_text(us: i64) -> String {
+    let s = us / 1_000_000;
+    match s {
+        _ if us % 1_000_000 != 0 => format!("{us}us"),
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 fn print_table(report: &TuneReport, rows: &[TuneRow], k: usize) {
     let users = report.rows.first().map_or(0, |r| r.evaluation.users);
     println!("hold-out: {users} customers, K = {k}; best first (NDCG, then HitRate)");
     println!(
-        "{:<10} {:>11} {:>10} {:>10} {:>10} {:>9}",
+        "{:<10} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "measure",
         "min_support",
+        "half-life",
         format!("HitRate@{k}"),
         format!("Recall@{k}"),
         format!("NDCG@{k}"),
@@ -151,9 +178,12 @@ fn print_table(report: &TuneReport, rows: &[TuneRow], k: usize) {
     for r in rows {
         let e = &r.evaluation;
         println!(
-            "{:<10} {:>11} {:>10.4} {:>10.4} {:>10.4} {:>9.4}",
+            "{:<10} {:>11} {:>10} {:>10.4} {:>10.4} {:>10.4} {:>9.4}",
             r.candidate.similarity.as_str(),
             r.candidate.min_support,
+            r.candidate
+                .decay
+                .map_or("none".to_owned(), |d| half_life_text(d.half_life_us)),
             e.hit_rate,
             e.recall,
             e.ndcg,
@@ -162,8 +192,9 @@ fn print_table(report: &TuneReport, rows: &[TuneRow], k: usize) {
     }
     if let Some(e) = report.rows.first().map(|r| &r.evaluation) {
         println!(
-            "{:<10} {:>11} {:>10.4} {:>10.4} {:>10.4} {:>9.4}",
+            "{:<10} {:>11} {:>10} {:>10.4} {:>10.4} {:>10.4} {:>9.4}",
             "popularity",
+            "-",
             "-",
             e.baseline_hit_rate,
             e.baseline_recall,
@@ -176,12 +207,14 @@ fn print_table(report: &TuneReport, rows: &[TuneRow], k: usize) {
 /// This command line as the `cooc train` that trains `best`: the input and run flags as
 /// given, tune's own flags replaced by the winner's, the hold-out kept for its metrics.
 fn train_command(best: &Candidate, holdout: Holdout) -> String {
-    const OWN: [&str; 3] = ["--measures", "--min-support", "--json"];
+    const OWN: [&str; 4] = ["--measures", "--min-support", "--decay-half-life", "--json"];
+    let own =
+        |name: &str| OWN.contains(&name) || (best.decay.is_none() && name == "--decay-reference");
     let mut out = vec!["cooc".to_owned(), "train".to_owned()];
     let mut args = std::env::args().skip(1).skip_while(|a| a != "tune").skip(1);
     while let Some(a) = args.next() {
         let name = a.split('=').next().unwrap_or_default();
-        if OWN.contains(&name) {
+        if own(name) {
             if !a.contains('=') && name != "--json" {
                 args.next();
             }
@@ -198,6 +231,12 @@ fn train_command(best: &Candidate, holdout: Holdout) -> String {
         format!("--min-support {}", best.min_support),
         format!("--holdout {holdout}"),
     ]);
+    if let Some(d) = best.decay {
+        out.push(format!(
+            "--decay-half-life {}",
+            half_life_text(d.half_life_us)
+        ));
+    }
     out.join(" ")
 }
 

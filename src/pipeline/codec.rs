@@ -23,6 +23,8 @@ pub(crate) mod phase {
     pub(crate) const SUMMARIES: &str = "gathering summaries";
     pub(crate) const WRITE: &str = "confirming the write";
     pub(crate) const EVALUATIONS: &str = "gathering the evaluations";
+    pub(crate) const REFERENCE: &str = "agreeing on the decay's reference time";
+    pub(crate) const WEIGHTS: &str = "routing basket weights";
 }
 
 fn bad(rank: u32, phase: &'static str, detail: impl Into<String>) -> WireError {

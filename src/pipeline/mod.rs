@@ -39,9 +39,10 @@ use crate::csr::Csr;
 use crate::eval;
 use crate::gang::communicator::{Communicator, Solo, Traffic};
 use crate::gang::schedule::balanced_blocks;
+use crate::gang::wire;
 use crate::input::Interactions;
-use crate::kernel::{CoocIndex, Scoring, TopK};
-use crate::plan::TrainPlan;
+use crate::kernel::{self, CoocIndex, Scoring, TopK, Weighted};
+use crate::plan::{Decay, TrainPlan};
 use crate::progress::{Phase, Timings};
 use codec::{phase, BasketsOut, Failure, Summary, WriteOutcome};
 pub use publish::{TrainReport, Trained};
@@ -87,6 +88,8 @@ struct Counted {
     n_baskets: usize,
     crcs: Vec<codec::ChunkCrc>,
     fingerprint: share::Fingerprint,
+    /// Under decay, the reference time the weights were computed to.
+    decay_reference_us: Option<i64>,
     timings: Timings,
 }
 
@@ -115,8 +118,14 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
     let count = Phase::start("count");
     let mut t = std::time::Instant::now();
     let n_items = data.item_keys.len();
-    let (train_baskets, test) = split_holdout(&data, plan.holdout);
+    let keep = plan.holdout.then(|| eval::holdout_last(&data));
+    let (train_baskets, test) = split_holdout(&data, keep.as_deref());
     let train_baskets = caps::apply(train_baskets, plan.max_basket, plan.sample_seed, rank);
+    let decayed: Option<Decayed> = match plan.decay {
+        Some(d) => Some(decay_weights(&data, keep.as_deref(), d, comm)?),
+        None => None,
+    };
+    drop(keep);
     share::step("baskets", &mut t);
     let Interactions {
         item_keys,
@@ -131,32 +140,60 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
         .filter(|&b| train_baskets.row_len(b) > 0)
         .count() as u64;
     let (index, rows, n_train) = if world == 1 {
-        (
-            CoocIndex::build(&train_baskets, n_items),
-            0..n_items,
-            non_empty,
-        )
+        let index = match &decayed {
+            None => CoocIndex::build(&train_baskets, n_items),
+            Some(d) => CoocIndex::build_weighted(
+                &train_baskets,
+                n_items,
+                None,
+                0..n_items,
+                &d.weights,
+                None,
+            ),
+        };
+        (index, 0..n_items, non_empty)
     } else {
-        // Degrees, per-item work and (last) the basket count, summed over the gang.
-        let mut dw = vec![0u64; 2 * n_items + 1];
-        dw[2 * n_items] = non_empty;
+        // Degrees, per-item work, (decayed) weighted degrees, then the basket count and
+        // (decayed) its weighted sum, summed over the gang.
+        let wd = if decayed.is_some() { n_items } else { 0 };
+        let mut dw = vec![0u64; 2 * n_items + wd + 2];
+        let (at_n, at_wn) = (2 * n_items + wd, 2 * n_items + wd + 1);
+        dw[at_n] = non_empty;
         for b in 0..train_baskets.n_rows() {
             let row = train_baskets.row(b);
+            let w = decayed.as_ref().map(|d| d.weights[b] as u64);
             for &i in row {
                 dw[i as usize] += 1;
                 dw[n_items + i as usize] += row.len() as u64;
+                if let Some(w) = w {
+                    dw[2 * n_items + i as usize] += w;
+                }
+            }
+            if let Some(w) = w.filter(|_| !row.is_empty()) {
+                dw[at_wn] += w;
             }
         }
         comm.all_reduce_sum("summing degrees", &mut dw)?;
         share::step("degrees", &mut t);
         let degree: Vec<u32> = dw[..n_items].iter().map(|&d| d as u32).collect();
-        let n_train = dw[2 * n_items];
+        let n_train = dw[at_n];
         let blocks = balanced_blocks(&dw[n_items..2 * n_items], world);
+        let weighted = decayed.as_ref().map(|_| Weighted {
+            degree: dw[2 * n_items..2 * n_items + n_items].to_vec(),
+            n: dw[at_wn],
+        });
         drop(dw);
         let mine = blocks[rank as usize].clone();
-        let local = route_baskets(comm, &train_baskets, &blocks, n_items)?;
+        let weights = decayed.as_ref().map(|d| &d.weights[..]);
+        let (local, local_weights) =
+            route_baskets(comm, &train_baskets, weights, &blocks, n_items)?;
         share::step("route baskets", &mut t);
-        let index = CoocIndex::build_with_degree(&local, n_items, Some(degree), mine.clone());
+        let index = match (local_weights, weighted) {
+            (Some(lw), Some(w)) => {
+                CoocIndex::build_weighted(&local, n_items, Some(degree), mine.clone(), &lw, Some(w))
+            }
+            _ => CoocIndex::build_with_degree(&local, n_items, Some(degree), mine.clone()),
+        };
         (index, mine, n_train)
     };
     share::step("index", &mut t);
@@ -173,6 +210,7 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
         n_baskets,
         crcs,
         fingerprint,
+        decay_reference_us: decayed.map(|d| d.reference_us),
         timings,
     })
 }
@@ -192,6 +230,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
         n_baskets,
         crcs,
         fingerprint,
+        decay_reference_us,
         mut timings,
     } = count(plan, comm)?;
     let n_items = item_keys.len();
@@ -250,7 +289,14 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
             .map(|(q, b)| Summary::decode(b, q as u32))
             .collect::<Result<Vec<_>, _>>()?;
         let model = model.ok_or_else(|| anyhow::anyhow!("rank 0 holds no model (a bug)"))?;
-        let trained = publish::assemble(plan, item_keys, model, &all, &fingerprint);
+        let trained = publish::assemble(
+            plan,
+            item_keys,
+            model,
+            &all,
+            &fingerprint,
+            decay_reference_us,
+        );
         publish::publish(plan, trained, world, timings.clone())
     })();
     let said = match &result {
@@ -273,11 +319,80 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     })
 }
 
-/// Training baskets and, with `holdout`, each basket's held-out last order.
-pub fn split_holdout(data: &Interactions, holdout: bool) -> (Csr, Option<Csr>) {
-    let keep = holdout.then(|| eval::holdout_last(data));
-    let train = Csr::from_pairs(data.n_baskets, &data.basket, &data.item, keep.as_deref());
-    let test = keep.as_ref().map(|keep| {
+/// This rank's baskets' weights under time decay, and the reference time used.
+struct Decayed {
+    /// Per basket, in units of [`kernel::WEIGHT_ONE`]; 0 for a basket with no training row.
+    weights: Vec<u32>,
+    /// t_ref, microseconds since the epoch.
+    reference_us: i64,
+}
+
+/// Each basket's weight 2^(-(t_ref - t_b) / half-life) in fixed point, t_b its latest
+/// training row (`keep`: the training rows; all without a hold-out), t_ref the plan's
+/// reference or the latest training row of the whole gang. A basket later than t_ref
+/// weighs 1.
+fn decay_weights(
+    data: &Interactions,
+    keep: Option<&[Vec<bool>]>,
+    decay: Decay,
+    comm: &dyn Communicator,
+) -> anyhow::Result<Decayed> {
+    anyhow::ensure!(
+        data.n_rows == 0 || data.time.iter().map(Vec::len).sum::<usize>() == data.n_rows as usize,
+        "time decay without a created_at per row (a bug: the plan must keep them)"
+    );
+    let mut latest = vec![i64::MIN; data.n_baskets];
+    for (c, (bs, ts)) in data.basket.iter().zip(&data.time).enumerate() {
+        for (r, (&b, &t)) in bs.iter().zip(ts).enumerate() {
+            if keep.is_none_or(|k| k[c][r]) {
+                let l = &mut latest[b as usize];
+                *l = (*l).max(t);
+            }
+        }
+    }
+    let reference_us = match decay.reference_us {
+        Some(r) => r,
+        None => {
+            let mine = latest.iter().copied().max().unwrap_or(i64::MIN);
+            let all = comm.all_gather(phase::REFERENCE, &mine.to_le_bytes())?;
+            all.iter()
+                .enumerate()
+                .map(|(q, b)| {
+                    <[u8; 8]>::try_from(&b[..])
+                        .map(i64::from_le_bytes)
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "rank {q} sent {} bytes for its latest order, not 8",
+                                b.len()
+                            )
+                        })
+                })
+                .try_fold(i64::MIN, |m, t| t.map(|t| m.max(t)))?
+        }
+    };
+    let h = decay.half_life_us as f64;
+    let one = kernel::WEIGHT_ONE as f64;
+    let weights = latest
+        .iter()
+        .map(|&t| {
+            if t == i64::MIN {
+                return 0;
+            }
+            let age = reference_us.saturating_sub(t).max(0) as f64;
+            ((-age / h).exp2() * one).round() as u32
+        })
+        .collect();
+    Ok(Decayed {
+        weights,
+        reference_us,
+    })
+}
+
+/// Training baskets and, with a hold-out (`keep`: the training rows), each basket's
+/// held-out last order.
+pub fn split_holdout(data: &Interactions, keep: Option<&[Vec<bool>]>) -> (Csr, Option<Csr>) {
+    let train = Csr::from_pairs(data.n_baskets, &data.basket, &data.item, keep);
+    let test = keep.map(|keep| {
         let flipped: Vec<Vec<bool>> = keep
             .iter()
             .map(|v| v.iter().map(|b| !b).collect())
@@ -337,15 +452,18 @@ fn gather_model(
 fn route_baskets(
     comm: &dyn Communicator,
     baskets: &Csr,
+    weights: Option<&[u32]>,
     blocks: &[std::ops::Range<usize>],
     n_items: usize,
-) -> anyhow::Result<Csr> {
+) -> anyhow::Result<(Csr, Option<Vec<u32>>)> {
     let world = comm.world() as usize;
     let mut owner = vec![0u32; n_items];
     for (q, b) in blocks.iter().enumerate() {
         owner[b.clone()].fill(q as u32);
     }
     let mut out: Vec<BasketsOut> = (0..world).map(|_| BasketsOut::default()).collect();
+    // Under decay, each destination's basket weights in the order its baskets go.
+    let mut w_out: Vec<Vec<u32>> = vec![Vec::new(); world];
     for b in 0..baskets.n_rows() {
         let row = baskets.row(b);
         if row.len() < 2 {
@@ -357,6 +475,9 @@ fn route_baskets(
             let q = owner[i as usize];
             if q != last {
                 out[q as usize].push(row);
+                if let Some(w) = weights {
+                    w_out[q as usize].push(w[b]);
+                }
                 last = q;
             }
         }
@@ -382,8 +503,36 @@ fn route_baskets(
         offsets: vec![0],
         values: Vec::with_capacity(total),
     };
+    let mut per_rank = Vec::with_capacity(words.len());
     for (q, w) in words.iter().enumerate() {
+        let before = csr.n_rows();
         codec::append_baskets(&mut csr, w, q as u32, n_items)?;
+        per_rank.push(csr.n_rows() - before);
     }
-    Ok(csr)
+    let Some(_) = weights else {
+        return Ok((csr, None));
+    };
+    // The weights travel after the baskets, in the same order: as many from each rank as
+    // baskets came from it.
+    let own_weights = std::mem::take(&mut w_out[me]);
+    let got = comm.all_to_all(phase::WEIGHTS, w_out.iter().map(wire::encode).collect())?;
+    let mut all = Vec::with_capacity(csr.n_rows());
+    for (q, bytes) in got.iter().enumerate() {
+        let theirs: Vec<u32> = if q == me {
+            own_weights.clone()
+        } else {
+            wire::decode_from(bytes, q as u32, phase::WEIGHTS)?
+        };
+        let n = per_rank[q];
+        if theirs.len() != n {
+            return Err(crate::gang::wire::WireError {
+                rank: q as u32,
+                phase: phase::WEIGHTS,
+                detail: format!("{} weights for {n} baskets", theirs.len()),
+            }
+            .into());
+        }
+        all.extend(theirs);
+    }
+    Ok((csr, Some(all)))
 }

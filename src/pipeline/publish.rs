@@ -50,6 +50,7 @@ pub(crate) fn assemble(
     model: TopK,
     all: &[Summary],
     fingerprint: &Fingerprint,
+    decay_reference_us: Option<i64>,
 ) -> Trained {
     let dataset_fingerprint = match fingerprint {
         Fingerprint::Known(f) => f.clone(),
@@ -82,6 +83,16 @@ pub(crate) fn assemble(
         avg_top1_score: model.avg_top1(),
         min_support: plan.min_support,
         max_basket: plan.max_basket.map(|m| m as u64),
+        decay: plan
+            .decay
+            .zip(decay_reference_us)
+            .map(|(d, r)| cooc_model::meta::Decay {
+                half_life_s: (d.half_life_us / 1_000_000) as u64,
+                reference: chrono::DateTime::from_timestamp_micros(r).map_or_else(
+                    || r.to_string(),
+                    |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                ),
+            }),
         evaluation,
     };
     Trained {

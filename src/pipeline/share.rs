@@ -61,7 +61,7 @@ pub(crate) fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::R
     let mut t = std::time::Instant::now();
     let opts = |basket_by| OrdersOptions {
         basket_by,
-        need_time: plan.holdout,
+        need_time: plan.holdout || plan.decay.is_some(),
     };
     let (raw, fingerprint) = match &plan.source {
         Source::Baskets { path } => {

@@ -10,7 +10,7 @@ use crate::eval::{self, EvalPartial};
 use crate::gang::communicator::Communicator;
 use crate::gang::wire;
 use crate::kernel::Scoring;
-use crate::plan::{Candidate, TrainPlan};
+use crate::plan::{Candidate, Decay, TrainPlan};
 use crate::progress::{Phase, Timings};
 
 /// One candidate's hold-out metrics.
@@ -40,50 +40,75 @@ pub fn tune(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Option<
         !candidates.is_empty() && plan.holdout,
         "a tuning run needs candidates and a hold-out (a bug in its plan)"
     );
-    let Counted {
-        engine,
-        index,
-        rows,
-        n_train,
-        train_baskets,
-        test,
-        item_keys,
-        mut timings,
-        ..
-    } = count(plan, comm)?;
-    let n_items = item_keys.len();
-    let test = test.ok_or_else(|| anyhow::anyhow!("a hold-out run holds nothing out (a bug)"))?;
-
-    let topk = Phase::start("similarity/top-K");
-    let sims: Vec<Scoring> = candidates
-        .iter()
-        .map(|c| Scoring {
-            sim: c.similarity,
-            n_baskets: n_train,
-            min_support: c.min_support,
-        })
-        .collect();
-    let blocks = engine.top_k_many(&index, &sims, plan.k, rows)?;
-    let degree = index.degree().to_vec();
-    drop(index);
-    timings.finish(topk);
-
-    comm.bound_messages(plan.max_model_message_bytes(n_items));
-    let evaluate = Phase::start("gather/evaluate");
-    let mut partials: Vec<EvalPartial> = Vec::with_capacity(blocks.len());
-    for block in blocks {
-        let model = gather_model(comm, block, true, &mut Timings::default())?
-            .ok_or_else(|| anyhow::anyhow!("the model was not all-gathered (a bug)"))?;
-        partials.push(eval::evaluate_partial(
-            &model,
-            &train_baskets,
-            &test,
-            &degree,
-            plan.k,
-        ));
+    // One count per decay setting; every candidate of that setting scored from it. The
+    // partials line up with `candidates`.
+    let mut decays: Vec<Option<Decay>> = Vec::new();
+    for c in candidates {
+        if !decays.contains(&c.decay) {
+            decays.push(c.decay);
+        }
     }
+    let mut partials: Vec<Option<EvalPartial>> = vec![None; candidates.len()];
+    let mut timings = Timings::default();
+    let mut n_items = 0;
+    for decay in decays {
+        let mine: Vec<usize> = (0..candidates.len())
+            .filter(|&c| candidates[c].decay == decay)
+            .collect();
+        let plan = TrainPlan {
+            decay,
+            ..plan.clone()
+        };
+        let Counted {
+            engine,
+            index,
+            rows,
+            n_train,
+            train_baskets,
+            test,
+            item_keys,
+            timings: counted,
+            ..
+        } = count(&plan, comm)?;
+        timings.extend(counted);
+        n_items = item_keys.len();
+        let test =
+            test.ok_or_else(|| anyhow::anyhow!("a hold-out run holds nothing out (a bug)"))?;
+
+        let topk = Phase::start("similarity/top-K");
+        let sims: Vec<Scoring> = mine
+            .iter()
+            .map(|&c| Scoring {
+                sim: candidates[c].similarity,
+                n_baskets: n_train,
+                min_support: candidates[c].min_support,
+            })
+            .collect();
+        let blocks = engine.top_k_many(&index, &sims, plan.k, rows)?;
+        let degree = index.degree().to_vec();
+        drop(index);
+        timings.finish(topk);
+
+        comm.bound_messages(plan.max_model_message_bytes(n_items));
+        let evaluate = Phase::start("gather/evaluate");
+        for (block, &c) in blocks.into_iter().zip(&mine) {
+            let model = gather_model(comm, block, true, &mut Timings::default())?
+                .ok_or_else(|| anyhow::anyhow!("the model was not all-gathered (a bug)"))?;
+            partials[c] = Some(eval::evaluate_partial(
+                &model,
+                &train_baskets,
+                &test,
+                &degree,
+                plan.k,
+            ));
+        }
+        timings.finish(evaluate);
+    }
+    let partials: Vec<EvalPartial> = partials
+        .into_iter()
+        .map(|p| p.ok_or_else(|| anyhow::anyhow!("a setting was not evaluated (a bug)")))
+        .collect::<anyhow::Result<_>>()?;
     let all = comm.gather(phase::EVALUATIONS, wire::encode(&partials))?;
-    timings.finish(evaluate);
     let Some(all) = all else {
         return Ok(None);
     };

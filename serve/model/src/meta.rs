@@ -200,6 +200,19 @@ pub struct ModelMeta {
     /// `--max-basket`: larger baskets were sampled down to this many items.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_basket: Option<u64>,
+    /// `--decay-half-life`: baskets weighed by their age (absent without decay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<Decay>,
+}
+
+/// The time decay a model was trained with: basket b weighs 2^(-(reference - t_b) /
+/// half_life), t_b its latest order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decay {
+    /// The half-life in seconds.
+    pub half_life_s: u64,
+    /// The reference time (RFC 3339, UTC): the latest order, or `--decay-reference`.
+    pub reference: String,
 }
 
 /// How and when a model was built; not part of the model's identity.
@@ -231,6 +244,7 @@ impl ModelMeta {
             avg_top1_score: 0.5,
             min_support: 1,
             max_basket: None,
+            decay: None,
             evaluation: None,
         }
     }
