@@ -180,9 +180,11 @@ pub(super) enum Ran<T> {
 
 /// Builds the plan (`plan(threads)`) and runs `body` with it: in this process, as local
 /// ranks (`--local-ranks`: this command line once per rank), or as a member of a gang.
-/// `body` returns `Some` on the rank that reports (rank 0 or a gang of one).
+/// `body` returns `Some` on the rank that reports (rank 0 or a gang of one). A gang
+/// member's last line ends with `done.0` on rank 0 and `done.1` on the others.
 pub(super) fn launch_run<T>(
     run: &RunArgs,
+    done: (&str, &str),
     plan: impl Fn(usize, Backend) -> anyhow::Result<TrainPlan>,
     body: impl Fn(&TrainPlan, &dyn crate::gang::communicator::Communicator) -> anyhow::Result<Option<T>>,
 ) -> anyhow::Result<(Ran<T>, TrainPlan)> {
@@ -215,11 +217,7 @@ pub(super) fn launch_run<T>(
                 "rank {rank}/{world}: sent {} B, received {} B; {}",
                 traffic.sent,
                 traffic.received,
-                if rank == 0 {
-                    "reported the run"
-                } else {
-                    "rank 0 confirmed the run"
-                }
+                if rank == 0 { done.0 } else { done.1 }
             );
             out
         }
@@ -234,6 +232,7 @@ pub(super) fn launch_run<T>(
 pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
     let (ran, plan) = launch_run(
         &a.run,
+        ("wrote the model", "rank 0 confirmed the write"),
         |threads, backend| train_plan(&a, threads, backend),
         |plan, comm| Ok(pipeline::run(plan, comm)?.report),
     )?;

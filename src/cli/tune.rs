@@ -78,6 +78,10 @@ pub(super) fn tune_plan(
 pub(super) fn tune(a: TuneArgs) -> anyhow::Result<u8> {
     let (ran, _) = launch_run(
         &a.run,
+        (
+            "printed the comparison",
+            "rank 0 received this rank's evaluations",
+        ),
         |threads, backend| tune_plan(&a, threads, backend),
         run_tune,
     )?;
