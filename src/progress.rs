@@ -98,4 +98,14 @@ impl Timings {
     pub fn iter(&self) -> impl Iterator<Item = &PhaseTime> {
         self.0.iter()
     }
+
+    /// `read 0.981s, count 0.432s, ...`: the phases as the summary lines print them (the
+    /// benchmark scripts read this form).
+    pub fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| format!("{} {:.3}s", p.name, p.seconds))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

@@ -249,16 +249,11 @@ pub(super) fn train(a: TrainArgs) -> anyhow::Result<u8> {
 /// popularity baseline, and where it went (live or not). The benchmark scripts read the
 /// phase timings in the first line's parentheses.
 fn summary(r: &TrainReport, plan: &TrainPlan, secs: f64) {
-    let phases: Vec<String> = r
-        .timings
-        .iter()
-        .map(|p| format!("{} {:.3}s", p.name, p.seconds))
-        .collect();
     eprintln!(
         "trained {} books, {} neighbours, in {secs:.2}s ({})",
         r.meta.n_items,
         r.meta.nnz,
-        phases.join(", ")
+        r.timings.summary()
     );
     if let Some(e) = &r.meta.evaluation {
         let k = e.k;

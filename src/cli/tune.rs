@@ -97,16 +97,11 @@ pub(super) fn tune(a: TuneArgs) -> anyhow::Result<u8> {
     } else {
         print_table(&report, &rows, a.k);
     }
-    let phases: Vec<String> = report
-        .timings
-        .iter()
-        .map(|p| format!("{} {:.3}s", p.name, p.seconds))
-        .collect();
     eprintln!(
         "compared {} settings on {} books in {secs:.2}s ({})",
         rows.len(),
         report.n_items,
-        phases.join(", ")
+        report.timings.summary()
     );
     if let Some(best) = rows.first() {
         eprintln!(
