@@ -612,11 +612,15 @@ mod tests {
                 mesh.close("leaving").await;
                 return None;
             }
-            Some(mesh.all_gather("counting", b"x").await.err())
+            // The mesh is handed back, not dropped: a survivor that closed its links on
+            // failing would make the other survivor lose it, not rank 2, first.
+            Some((mesh.all_gather("counting", b"x").await.err(), mesh))
         });
         let mut seen = 0;
+        let mut kept = Vec::new();
         while let Some(r) = tasks.join_next().await {
-            if let Some(err) = r.unwrap() {
+            if let Some((err, mesh)) = r.unwrap() {
+                kept.push(mesh);
                 let e = err.expect("the collective must fail");
                 assert!(e.retriable());
                 assert!(
