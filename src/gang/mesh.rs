@@ -209,6 +209,16 @@ fn u64_block(
         .collect())
 }
 
+/// Why a stream to or from a peer failed: the link's close reason when the link is gone
+/// (a peer that left says why, "rank 1 stopped by SIGTERM"; the stream error alone would
+/// only say "connection lost"), else the stream's own error.
+fn loss_detail(conn: &quinn::Connection, e: &dyn std::fmt::Display) -> String {
+    match conn.close_reason() {
+        Some(reason) => reason.to_string(),
+        None => e.to_string(),
+    }
+}
+
 /// Resolves `host:port`, never caching a failure (each attempt asks again).
 async fn resolve(peer: &str) -> std::io::Result<SocketAddr> {
     tokio::net::lookup_host(peer).await?.next().ok_or_else(|| {
@@ -246,7 +256,7 @@ impl Mesh {
         let lost = |e: &dyn std::fmt::Display| CommError::Lost {
             rank: to,
             phase,
-            detail: e.to_string(),
+            detail: loss_detail(self.conn(to), e),
         };
         let mut s = self.conn(to).open_uni().await.map_err(|e| lost(&e))?;
         s.write_all(bytes).await.map_err(|e| lost(&e))?;
@@ -265,7 +275,7 @@ impl Mesh {
         let lost = |e: &dyn std::fmt::Display| CommError::Lost {
             rank: from,
             phase,
-            detail: e.to_string(),
+            detail: loss_detail(self.conn(from), e),
         };
         let mut r = self.conn(from).accept_uni().await.map_err(|e| lost(&e))?;
         let max = self.max_message.load(Relaxed);
@@ -631,6 +641,34 @@ mod tests {
             }
         }
         assert_eq!(seen, 2);
+    }
+
+    /// A peer that leaves in the middle of a message (a SIGTERM closes its links with the
+    /// reason) is reported with that reason, not the stream's bare "connection lost".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_leaving_mid_message_is_reported_with_its_reason() {
+        let mut tasks = on_every_rank(2, |rank, mesh| async move {
+            mesh.barrier("start").await.unwrap();
+            if rank == 1 {
+                let mut s = mesh.conn(0).open_uni().await.unwrap();
+                s.write_all(b"the first bytes of a message").await.unwrap();
+                // Long enough for rank 0 to be reading the stream.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                mesh.conn(0)
+                    .close(5u32.into(), b"rank 1 stopped by SIGTERM");
+                return None;
+            }
+            Some(mesh.recv(1, "routing").await.err())
+        });
+        while let Some(r) = tasks.join_next().await {
+            if let Some(err) = r.unwrap() {
+                let e = err.expect("the receive must fail").to_string();
+                assert!(
+                    e.contains("rank 1 stopped by SIGTERM") && e.contains("routing"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     /// A peer that sends more than the receiver's bound (with the secret, or through a
