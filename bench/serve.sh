@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Serving benchmark: wrk against cooc-serve (/recommend and :predict), the minimal axum
+# Serving benchmark: wrk against cooc-serve (/recommend, :predict, and :recommend with a
+# basket of 5 books and k = 10), the minimal axum
 # "hello" ceiling server (driven with the same request script as /recommend), and a FastAPI
 # predictor like the reference guide's serving the same neighbours (uvicorn, one worker per
 # core), interleaved round by round in one run so that machine noise hits every contender
@@ -60,13 +61,14 @@ run() {
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   echo "$rps $p50 $p99" >>"$WORK/$name.txt"
 }
-rm -f "$WORK"/{hello,recommend,predict,fastapi-recommend,fastapi-predict}.txt
+rm -f "$WORK"/{hello,recommend,predict,basket,fastapi-recommend,fastapi-predict}.txt
 for r in $(seq "$ROUNDS"); do
   # The ceiling gets the identical client workload (same Lua request generator, same
   # paths): on 2 shared cores wrk's own CPU use would otherwise skew the comparison.
   run hello -s bench/recommend.lua "http://127.0.0.1:$HP"
   run recommend -s bench/recommend.lua "http://127.0.0.1:$SP"
   run predict -s bench/predict.lua "http://127.0.0.1:$SP"
+  run basket -s bench/basket.lua "http://127.0.0.1:$SP"
   run fastapi-recommend -s bench/recommend.lua "http://127.0.0.1:$FP"
   run fastapi-predict -s bench/predict.lua "http://127.0.0.1:$FP"
   echo "round $r/$ROUNDS done" >&2
@@ -78,7 +80,7 @@ work = sys.argv[1]
 def ms(v):
     return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
 rows = {}
-for name in ["hello", "recommend", "predict", "fastapi-recommend", "fastapi-predict"]:
+for name in ["hello", "recommend", "predict", "basket", "fastapi-recommend", "fastapi-predict"]:
     vals = [l.split() for l in open(f"{work}/{name}.txt")]
     rps = [float(v[0]) for v in vals]
     rows[name] = (statistics.median(rps), min(rps), max(rps),
@@ -90,15 +92,22 @@ def round_ratio(name):
     return statistics.median(o / h for o, h in zip(own, hello_rounds))
 print("| server | route | req/s median (min-max) | p50 ms | p99 ms | vs hello (median of per-round ratios) |")
 print("|---|---|---|---|---|---|")
-servers = {"hello": "axum hello (ceiling)", "recommend": "cooc-serve", "predict": "cooc-serve",
+servers = {"hello": "axum hello (ceiling)", "recommend": "cooc-serve", "predict": "cooc-serve", "basket": "cooc-serve",
            "fastapi-recommend": "FastAPI + uvicorn", "fastapi-predict": "FastAPI + uvicorn"}
 routes = {"hello": "GET /recommend?book_id=<random> (constant body)", "recommend": "GET /recommend?book_id=<random>",
-          "predict": "POST /v1/models/recommender:predict"}
+          "predict": "POST /v1/models/recommender:predict",
+          "basket": "POST /v1/models/recommender:recommend (5 books, k=10)"}
 for name in servers:
     route = routes.get(name.removeprefix("fastapi-"))
     med, lo, hi, p50, p99 = rows[name]
     server = servers[name]
     print(f"| {server} | {route} | {med:,.0f} ({lo:,.0f}-{hi:,.0f}) | {p50:.2f} | {p99:.2f} | {round_ratio(name):.0%} |")
+def per_round(a, b):
+    own = [float(l.split()[0]) for l in open(f"{work}/{a}.txt")]
+    other = [float(l.split()[0]) for l in open(f"{work}/{b}.txt")]
+    return statistics.median(o / t for o, t in zip(own, other))
+print(f"\ncooc-serve :recommend (5 books, k=10) / /recommend (one book): {per_round('basket', 'recommend'):.0%} of the requests/s "
+      f"(median of per-round ratios), p99 {rows['basket'][4] / rows['recommend'][4]:.2f}x")
 for route in ["recommend", "predict"]:
     print(f"\ncooc-serve / FastAPI, {routes[route].split('?')[0]}: {rows[route][0] / rows['fastapi-' + route][0]:.1f}x requests/s, "
           f"p99 {rows['fastapi-' + route][4] / rows[route][4]:.1f}x lower")

@@ -96,6 +96,10 @@ fn main() {
             avg_top1_score: 0.0,
             ..ModelMeta::example()
         },
+        popular: cooc_model::artifact::popular(
+            index.degree(),
+            cooc_model::artifact::POPULAR_LISTED,
+        ),
     };
     let prov = Provenance::example();
     let bytes = time(runs, "encode artifact", || {

@@ -1,4 +1,5 @@
-//! `cooc inspect` and `cooc export`: read a model and show or dump it.
+//! `cooc inspect`, `cooc recommend` and `cooc export`: read a model and show what it
+//! answers, or dump it.
 //!
 //! A model is named by its file, or by a model store directory (its `CURRENT` version).
 
@@ -33,12 +34,12 @@ pub fn open(path: &Path) -> anyhow::Result<(Option<String>, Model)> {
     Ok((None, Model::open(path)?))
 }
 
-fn parse_key<'a>(model: &Model, raw: &'a str) -> anyhow::Result<Key<'a>> {
+fn parse_key<'a>(model: &Model, flag: &str, raw: &'a str) -> anyhow::Result<Key<'a>> {
     if model.int_keys() {
         let v = raw
             .trim()
             .parse()
-            .map_err(|_| ConfigError(format!("--book {raw:?}: this model has integer keys")))?;
+            .map_err(|_| ConfigError(format!("--{flag} {raw:?}: this model has integer keys")))?;
         Ok(Key::Int(v))
     } else {
         Ok(Key::Str(raw))
@@ -67,7 +68,7 @@ pub fn inspect(path: &Path, book: Option<&str>, as_json: bool) -> anyhow::Result
     let (version, model) = open(path)?;
     let mut out = std::io::stdout().lock();
     if let Some(raw) = book {
-        let key = parse_key(&model, raw)?;
+        let key = parse_key(&model, "book", raw)?;
         let i = model.find(key).ok_or_else(|| {
             ConfigError(format!("book {raw} is not in {}", model.path().display()))
         })?;
@@ -170,6 +171,92 @@ pub fn inspect(path: &Path, book: Option<&str>, as_json: bool) -> anyhow::Result
         model.file_len(),
         model.identity_digest()
     )?;
+    Ok(())
+}
+
+/// `cooc recommend`'s settings.
+pub struct BasketArgs<'a> {
+    /// Seed book keys, as typed.
+    pub books: &'a [String],
+    /// A weight per seed, or none (1 each).
+    pub weights: &'a [f32],
+    /// Book keys never to recommend.
+    pub exclude: &'a [String],
+    /// How many to recommend.
+    pub k: u32,
+}
+
+/// Prints the basket recommendations the server's `:recommend` gives for `args`.
+pub fn recommend(path: &Path, args: &BasketArgs<'_>, as_json: bool) -> anyhow::Result<()> {
+    use cooc_model::basket::{Answer, Source};
+    if !(1..=100).contains(&args.k) {
+        return Err(ConfigError(format!("--k {} is outside 1..=100", args.k)).into());
+    }
+    if !args.weights.is_empty() && args.weights.len() != args.books.len() {
+        return Err(ConfigError(format!(
+            "--weights has {} values for {} --books",
+            args.weights.len(),
+            args.books.len()
+        ))
+        .into());
+    }
+    if let Some(w) = args.weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+        return Err(ConfigError(format!(
+            "--weights {w}: a weight must be positive and finite"
+        ))
+        .into());
+    }
+    let (version, model) = open(path)?;
+    let seeds = args
+        .books
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let w = args.weights.get(i).copied().unwrap_or(1.0);
+            parse_key(&model, "books", b).map(|k| (k, w))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let exclude = args
+        .exclude
+        .iter()
+        .map(|b| parse_key(&model, "exclude", b))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let name = version.unwrap_or_else(|| model.path().display().to_string());
+    let answer = Answer::new(&model, &name, &seeds, &exclude, args.k as usize);
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
+        return Ok(());
+    }
+    if !answer.unknown.is_empty() {
+        let list: Vec<String> = answer.unknown.iter().map(|k| k.to_string()).collect();
+        eprintln!("cooc: not in the model, ignored: {}", list.join(", "));
+    }
+    if model.popular().is_none() {
+        eprintln!(
+            "cooc: {} lists no popular books (format version {}): no popularity backfill",
+            model.path().display(),
+            model.format_version()
+        );
+    }
+    for (r, rec) in answer.recommendations.iter().enumerate() {
+        let why = match rec.source {
+            Source::Similar => {
+                let by: Vec<String> = rec.because.iter().map(|k| k.to_string()).collect();
+                format!("{:.6}  because {}", rec.score, by.join(", "))
+            }
+            Source::Popular => "popular".to_string(),
+        };
+        writeln!(
+            out,
+            "{:>4}  {:<10} {}  {}  ({})",
+            r + 1,
+            rec.book_id.to_string(),
+            why,
+            rec.title.unwrap_or("-"),
+            rec.author.unwrap_or("-")
+        )?;
+    }
     Ok(())
 }
 

@@ -256,6 +256,42 @@ fn models_list_promote_rollback() {
         v2
     );
 
+    // A canary: listed with its share, refused for the live version, a corrupt version
+    // or a share outside 1..=100; promoting it ends it, and --off ends one.
+    let models = |args: &[&str]| {
+        let mut a = vec!["models"];
+        a.extend_from_slice(args);
+        a.extend(["--model-dir", p(&store)]);
+        cooc(&a)
+    };
+    for bad in [
+        vec!["canary", &v2, "--percent", "10"],
+        vec!["canary", "zz-corrupt", "--percent", "10"],
+        vec!["canary", &v1, "--percent", "0"],
+        vec!["canary", &v1, "--percent", "101"],
+        vec!["canary", &v1],
+    ] {
+        let out = models(&bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+    }
+    assert!(!store.join("CANARY").exists());
+    assert!(models(&["canary", &v1, "--percent", "10"]).status.success());
+    let listed = ok(&["models", "list", "--model-dir", p(&store)]);
+    assert!(
+        listed.contains(&format!("~ {v1}  (canary: 10% of users)"))
+            && listed.contains(&format!("* {v2}")),
+        "{listed}"
+    );
+    assert!(models(&["canary", "--off"]).status.success());
+    assert!(!store.join("CANARY").exists());
+    assert!(models(&["canary", &v1, "--percent", "20"]).status.success());
+    ok(&["models", "promote", &v1, "--model-dir", p(&store)]);
+    assert!(
+        !store.join("CANARY").exists(),
+        "promoting the canary ends it"
+    );
+    ok(&["models", "promote", &v2, "--model-dir", p(&store)]);
+
     let summary = ok(&["inspect", p(&store)]);
     assert!(
         summary.contains(&v2) && summary.contains("similarity   cosine (top 7)"),

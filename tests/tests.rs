@@ -4,6 +4,7 @@
 
 mod common;
 
+mod basket;
 mod cli;
 mod decay;
 mod gang;

@@ -1,5 +1,6 @@
 //! Entry points for the coverage-guided fuzz target `http` in `tests/fuzz`: arbitrary bytes
-//! as the query string of `/recommend` and as the JSON body of `:predict`, answered by a
+//! as the query string of `/recommend` and as the JSON body of `:predict` and `:recommend`
+//! (baskets), answered by a
 //! small live model (integer or string keys). Each answer must be a status the contract
 //! documents, with a JSON body; a panic or anything else is a finding. Not part of the API
 //! (hidden from the docs).
@@ -23,10 +24,13 @@ impl Harness {
     /// Three books keyed by integers (10, 20, 30), or by strings ("0553", "a b", "é") with
     /// `string_keys`, published into a fresh store under the temporary directory.
     pub fn new(string_keys: bool) -> Harness {
+        // One directory per harness: tests build several in one process at once.
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "cooc-fuzz-http-{}-{}",
+            "cooc-fuzz-http-{}-{}-{}",
             std::process::id(),
-            string_keys
+            string_keys,
+            MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let keys = if string_keys {
@@ -39,7 +43,11 @@ impl Harness {
             nnz: 5,
             ..ModelMeta::example()
         };
-        let titles = vec![Some("Ten".to_string()), Some("Twenty".into()), None];
+        let titles = vec![
+            Some("Ten".to_string()),
+            Some("Twenty \"2\"\tand\\".into()),
+            None,
+        ];
         let bytes = encode(&ModelParts {
             meta: &meta,
             provenance: &Provenance::example(),
@@ -49,6 +57,7 @@ impl Harness {
             indptr: &[0, 2, 4, 5],
             indices: &[1, 2, 0, 2, 0],
             scores: &[0.9, 0.3, 0.9, 0.1, 0.3],
+            popular: &[(1, 4), (0, 3), (2, 2)],
         });
         let store = ModelStore::new(&dir);
         store
@@ -69,12 +78,18 @@ impl Harness {
         Harness { state, rt }
     }
 
+    /// The server state behind the handlers.
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &'static AppState {
+        self.state
+    }
+
     /// `GET /recommend?<query>`: 200, 404 or 422, with a JSON body.
     pub fn recommend(&self, query: &[u8]) {
         let query = String::from_utf8_lossy(query).into_owned();
         let resp = self
             .rt
-            .block_on(server::recommend_inner(self.state, Some(query)));
+            .block_on(server::recommend_inner(self.state, Some(query), None));
         self.check(resp, &[StatusCode::OK, StatusCode::NOT_FOUND]);
     }
 
@@ -83,12 +98,30 @@ impl Harness {
         let resp = server::predict_inner(
             self.state,
             "recommender:predict".into(),
+            None,
             Bytes::copy_from_slice(body),
         );
         self.check(resp, &[StatusCode::OK]);
     }
 
-    fn check(&self, resp: axum::response::Response, ok: &[StatusCode]) {
+    /// `POST /v1/models/recommender:recommend` with `body`: 200 or 422, with a JSON body;
+    /// where the fast path for integer keys answers, the general path answers the same bytes.
+    pub fn basket(&self, body: &[u8]) {
+        let resp = server::basket_inner(self.state, "recommender:recommend".into(), None, body);
+        let got = self.check(resp, &[StatusCode::OK]);
+        if server::basket_fast(self.state, None, body).is_some() {
+            let general = server::basket_general(self.state, None, body);
+            assert_eq!(
+                general.status(),
+                StatusCode::OK,
+                "the general path refused it"
+            );
+            let want = self.check(general, &[StatusCode::OK]);
+            assert_eq!(got, want, "the two paths answer differently");
+        }
+    }
+
+    fn check(&self, resp: axum::response::Response, ok: &[StatusCode]) -> Bytes {
         let status = resp.status();
         assert!(
             ok.contains(&status) || status == StatusCode::UNPROCESSABLE_ENTITY,
@@ -101,6 +134,7 @@ impl Harness {
         if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
             panic!("a {status} answer that is not JSON ({e}): {body:?}");
         }
+        body
     }
 }
 
@@ -121,6 +155,8 @@ mod tests {
             let h = &harnesses[usize::from(pick & 2 != 0)];
             if pick & 1 == 0 {
                 h.recommend(rest);
+            } else if pick & 4 != 0 {
+                h.basket(rest);
             } else {
                 h.predict(rest);
             }
@@ -129,6 +165,10 @@ mod tests {
         assert!(seen >= 5, "{seen} seeds");
         for h in &harnesses {
             h.predict(b"\xff\x00{");
+            h.basket(b"\xff\x00{");
+            h.basket(b"{\"book_ids\": [1e400], \"weights\": [1e39]}");
+            h.basket(b"{\"book_ids\": [10, 20, 10, 99], \"weights\": [1, 2.5, 3, 1e-3], \"exclude\": [30, 7], \"k\": 4, \"extra\": {}}");
+            h.basket(b"{\"book_ids\": [], \"k\": 100}");
             h.recommend(b"book_id=%ff%fe&k=99999999999999999999");
         }
     }

@@ -1,4 +1,6 @@
-//! Prometheus metrics of the server: requests, latency, the live model and its reloads.
+//! Prometheus metrics of the server: requests, latency, the live model and its reloads, and
+//! per served version (the live one and a canary: two at most) requests, latency and
+//! backfill, so that a canary can be compared with the version it may replace.
 //!
 //! Owns the registry and the names; handlers only record through [`Metrics`].
 //!
@@ -63,6 +65,8 @@ pub enum Route {
     Recommend,
     /// `:predict`.
     Predict,
+    /// `:recommend` (basket recommendations).
+    Basket,
     /// The model metadata route.
     ModelInfo,
     /// `/healthz`.
@@ -75,9 +79,10 @@ pub enum Route {
     Other,
 }
 
-const ROUTES: [(Route, &str); 7] = [
+const ROUTES: [(Route, &str); 8] = [
     (Route::Recommend, "recommend"),
     (Route::Predict, "predict"),
+    (Route::Basket, "basket"),
     (Route::ModelInfo, "model_info"),
     (Route::Healthz, "healthz"),
     (Route::Ready, "ready"),
@@ -161,76 +166,213 @@ struct HttpCollector(Arc<HttpStats>);
 
 impl Collector for HttpCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stats = &self.0;
-        let mut counts = [[0u64; STATUSES.len()]; ROUTES.len()];
-        let mut buckets = [[0u64; BUCKETS + 1]; ROUTES.len()];
-        let mut sum_ns = [0u64; ROUTES.len()];
-        for shard in stats.shards.iter() {
-            for r in 0..ROUTES.len() {
-                for (s, c) in counts[r].iter_mut().enumerate() {
-                    *c += shard.requests[r][s].load(Relaxed);
-                }
-                for (b, c) in buckets[r].iter_mut().enumerate() {
-                    *c += shard.buckets[r][b].load(Relaxed);
-                }
-                sum_ns[r] += shard.sum_ns[r].load(Relaxed);
-            }
-        }
-        let other = stats
-            .other_statuses
+        let stats = [&*self.0];
+        encode_http(
+            &mut encoder,
+            "",
+            &stats,
+            |_, route, status| RequestLabels { route, status },
+            |_, route| RouteLabels { route },
+        )
+    }
+}
+
+/// Labels of a per-version request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionRequestLabels {
+    version: String,
+    route: &'static str,
+    status: u16,
+}
+
+/// Labels of a per-version latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionRouteLabels {
+    version: String,
+    route: &'static str,
+}
+
+/// What one served version did while it was served: its own requests and latencies, and
+/// the basket recommendations it filled from popularity.
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    /// Requests answered by this version.
+    pub http: HttpStats,
+    /// Basket recommendations this version filled from popularity.
+    pub backfilled: AtomicU64,
+}
+
+/// A served version's name and what it answered.
+pub type Served = (String, Arc<VersionStats>);
+
+/// The versions being served: the live one and the canary (two at most, so the
+/// per-version series stay bounded). A version's series go when it stops being served.
+#[derive(Debug, Default)]
+pub struct VersionBoard {
+    slots: Mutex<[Option<Served>; 2]>,
+}
+
+/// A slot of the [`VersionBoard`].
+#[derive(Debug, Clone, Copy)]
+pub enum Slot {
+    /// The live version (CURRENT).
+    Live = 0,
+    /// The canary.
+    Canary = 1,
+}
+
+impl VersionBoard {
+    /// Puts `stats` of `version` in `slot` (or empties it).
+    pub fn set(&self, slot: Slot, entry: Option<Served>) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())[slot as usize] = entry;
+    }
+}
+
+#[derive(Debug)]
+struct VersionCollector(Arc<VersionBoard>);
+
+impl Collector for VersionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let slots = self
+            .0
+            .slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let served: Vec<&Served> = slots.iter().flatten().collect();
+        let stats: Vec<&HttpStats> = served.iter().map(|(_, s)| &s.http).collect();
+        let name = |i: usize| served[i].0.clone();
+        encode_http(
+            &mut encoder,
+            "version_",
+            &stats,
+            |i, route, status| VersionRequestLabels {
+                version: name(i),
+                route,
+                status,
+            },
+            |i, route| VersionRouteLabels {
+                version: name(i),
+                route,
+            },
+        )?;
         let mut family = encoder.encode_descriptor(
-            "http_requests",
-            "HTTP requests by route and status",
+            "version_backfill_recommendations",
+            "Basket recommendations filled from popularity, by served version",
             None,
             MetricType::Counter,
         )?;
+        for (version, s) in &served {
+            let n = s.backfilled.load(Relaxed);
+            family
+                .encode_family(&VersionLabels {
+                    version: version.clone(),
+                })?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// Encodes requests by route and status and latency by route for each of `all`, as
+/// `{prefix}http_requests` and `{prefix}http_request_duration_seconds`, labelled by
+/// `req(i, route, status)` and `lat(i, route)` for the i-th stats.
+fn encode_http<L1: EncodeLabelSet, L2: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    prefix: &str,
+    all: &[&HttpStats],
+    req: impl Fn(usize, &'static str, u16) -> L1,
+    lat: impl Fn(usize, &'static str) -> L2,
+) -> Result<(), std::fmt::Error> {
+    let sums: Vec<_> = all.iter().map(|s| sum_shards(s)).collect();
+    let (requests, latency) = (
+        format!("{prefix}http_requests"),
+        format!("{prefix}http_request_duration_seconds"),
+    );
+    let mut family = encoder.encode_descriptor(
+        &requests,
+        "HTTP requests by route and status",
+        None,
+        MetricType::Counter,
+    )?;
+    for (i, (counts, _, _, other)) in sums.iter().enumerate() {
         for (r, (_, route)) in ROUTES.iter().enumerate() {
             for (s, &status) in STATUSES.iter().enumerate() {
                 if counts[r][s] > 0 {
                     family
-                        .encode_family(&RequestLabels { route, status })?
+                        .encode_family(&req(i, route, status))?
                         .encode_counter::<NoLabelSet, _, u64>(&counts[r][s], None)?;
                 }
             }
         }
-        for (route, status, n) in other {
+        for &(route, status, n) in other {
             let route = ROUTES[route as usize].1;
             family
-                .encode_family(&RequestLabels { route, status })?
+                .encode_family(&req(i, route, status))?
                 .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
         }
-        let mut family = encoder.encode_descriptor(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            None,
-            MetricType::Histogram,
-        )?;
+    }
+    let mut family = encoder.encode_descriptor(
+        &latency,
+        "HTTP request latency by route",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (i, (_, buckets, sum_ns, _)) in sums.iter().enumerate() {
         for (r, (_, route)) in ROUTES.iter().enumerate() {
             let count: u64 = buckets[r].iter().sum();
             if count == 0 {
                 continue;
             }
             let bounds: Vec<(f64, u64)> = (0..=BUCKETS)
-                .map(|i| {
+                .map(|b| {
                     (
-                        if i == BUCKETS {
+                        if b == BUCKETS {
                             f64::MAX
                         } else {
-                            bucket_bound(i)
+                            bucket_bound(b)
                         },
-                        buckets[r][i],
+                        buckets[r][b],
                     )
                 })
                 .collect();
             family
-                .encode_family(&RouteLabels { route })?
+                .encode_family(&lat(i, route))?
                 .encode_histogram::<NoLabelSet>(sum_ns[r] as f64 * 1e-9, count, &bounds, None)?;
         }
-        Ok(())
     }
+    Ok(())
+}
+
+type Sums = (
+    [[u64; STATUSES.len()]; ROUTES.len()],
+    [[u64; BUCKETS + 1]; ROUTES.len()],
+    [u64; ROUTES.len()],
+    Vec<(Route, u16, u64)>,
+);
+
+/// The sums of every shard of `stats`.
+fn sum_shards(stats: &HttpStats) -> Sums {
+    let mut counts = [[0u64; STATUSES.len()]; ROUTES.len()];
+    let mut buckets = [[0u64; BUCKETS + 1]; ROUTES.len()];
+    let mut sum_ns = [0u64; ROUTES.len()];
+    for shard in stats.shards.iter() {
+        for r in 0..ROUTES.len() {
+            for (s, c) in counts[r].iter_mut().enumerate() {
+                *c += shard.requests[r][s].load(Relaxed);
+            }
+            for (b, c) in buckets[r].iter_mut().enumerate() {
+                *c += shard.buckets[r][b].load(Relaxed);
+            }
+            sum_ns[r] += shard.sum_ns[r].load(Relaxed);
+        }
+    }
+    let other = stats
+        .other_statuses
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    (counts, buckets, sum_ns, other)
 }
 
 /// Every metric the server exports.
@@ -263,6 +405,16 @@ pub struct Metrics {
     pub trained_baskets: Gauge,
     /// Neighbour entries stored in the live model.
     pub model_neighbours: Gauge,
+    /// Basket recommendations filled from popularity.
+    pub backfilled: Counter,
+    /// Basket answers given by a model without a popularity list (no backfill possible).
+    pub basket_without_popularity: Counter,
+    /// The versions being served, for the per-version series.
+    pub versions: Arc<VersionBoard>,
+    /// The canary's share of users in percent (0: no canary).
+    pub canary_percent: Gauge,
+    /// 1 for the canary version, if any.
+    pub canary_info: Family<VersionLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -282,9 +434,25 @@ impl Default for Metrics {
             trained_rows: Gauge::default(),
             trained_baskets: Gauge::default(),
             model_neighbours: Gauge::default(),
+            backfilled: Counter::default(),
+            basket_without_popularity: Counter::default(),
+            versions: Arc::default(),
+            canary_percent: Gauge::default(),
+            canary_info: Family::default(),
             registry: Registry::default(),
         };
         registry.register_collector(Box::new(HttpCollector(m.http.clone())));
+        registry.register_collector(Box::new(VersionCollector(m.versions.clone())));
+        registry.register(
+            "canary_percent",
+            "The canary version's share of users in percent (0: no canary)",
+            m.canary_percent.clone(),
+        );
+        registry.register(
+            "canary_info",
+            "The canary version (value 1), while one is served",
+            m.canary_info.clone(),
+        );
         registry.register(
             "model_info",
             "The live model version (value 1)",
@@ -344,6 +512,16 @@ impl Default for Metrics {
             "model_neighbours",
             "Neighbour entries in the live model",
             m.model_neighbours.clone(),
+        );
+        registry.register(
+            "backfill_recommendations",
+            "Basket recommendations filled from the most-bought books (source popular)",
+            m.backfilled.clone(),
+        );
+        registry.register(
+            "basket_answers_without_popularity",
+            "Basket answers from a model that lists no popular books (an older artifact): no backfill",
+            m.basket_without_popularity.clone(),
         );
         Metrics { registry, ..m }
     }

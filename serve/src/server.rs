@@ -2,11 +2,15 @@
 //!
 //! Routes (port 8080 by default):
 //! `GET /healthz`, `GET /ready`, `GET /recommend?book_id=&k=`, `GET /v1/models/{name}`,
-//! `POST /v1/models/{name}:predict`, `GET /metrics`.
+//! `POST /v1/models/{name}:predict`, `POST /v1/models/{name}:recommend` (basket
+//! recommendations, [`cooc_model::basket`]), `GET /metrics`.
 //!
 //! The live model sits behind an [`ArcSwapOption`]: requests take a snapshot, the reload
 //! loop swaps in a validated replacement, and a refused replacement leaves the old model
-//! serving. Owns nothing about training.
+//! serving. A canary (the store's `CANARY` pointer) is a second model behind a second
+//! slot, served to its share of users: a request's user is `user` in a `:recommend` body or
+//! the `X-User-Id` header, assigned by [`cooc_model::store::user_bucket`]; requests without
+//! one are assigned at random in the same proportion. Owns nothing about training.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,8 +27,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::metrics::{Metrics, Route};
+use crate::metrics::{Metrics, Route, Slot, VersionStats};
 use cooc_model::{ArtifactError, Key, Model, ModelStore};
+
+/// The header naming a request's user, for canary assignment.
+pub const USER_HEADER: &str = "x-user-id";
 
 /// Largest `k` a request may ask for (the reference contract's bound).
 pub const MAX_K: u32 = 100;
@@ -120,6 +127,10 @@ impl Default for Limits {
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Most instances one `:predict` request may carry (422 beyond it).
 pub const MAX_INSTANCES: usize = 1000;
+/// Most seed books one `:recommend` request may carry (422 beyond it).
+pub const MAX_SEEDS: usize = 100;
+/// Most excluded books one `:recommend` request may carry (422 beyond it).
+pub const MAX_EXCLUDED: usize = 1000;
 
 /// Validated server settings.
 #[derive(Debug, Clone)]
@@ -147,6 +158,80 @@ pub struct Live {
     /// model is immutable, so an answer never changes while this version is live; the
     /// cache goes with the version on reload. At most one body per item.
     default_k_bodies: Vec<OnceLock<Bytes>>,
+    /// Set once this version answered a basket request without popularity backfill (a
+    /// version 1 artifact), so that the log says it once.
+    said_no_popularity: std::sync::atomic::AtomicBool,
+    /// What this version answered while it was served.
+    stats: Arc<VersionStats>,
+    /// Per item, the parts of an answer that name it, rendered on first use (like
+    /// `default_k_bodies`, at most one per item, gone with the version).
+    fragments: Vec<OnceLock<Fragment>>,
+}
+
+/// An item as answers write it: its key as JSON, and `,"title":...,"author":...`.
+struct Fragment {
+    key: Box<[u8]>,
+    meta: Box<[u8]>,
+}
+
+impl Live {
+    fn fragment(&self, i: u32) -> &Fragment {
+        let i = i as usize;
+        self.fragments[i].get_or_init(|| {
+            let m = &self.model;
+            let mut meta = b",\"title\":".to_vec();
+            serde_json::to_writer(&mut meta, &m.title(i)).expect("a title serialises");
+            meta.extend_from_slice(b",\"author\":");
+            serde_json::to_writer(&mut meta, &m.author(i)).expect("an author serialises");
+            Fragment {
+                key: render(&m.key(i)).into(),
+                meta: meta.into(),
+            }
+        })
+    }
+
+    /// A basket answer's body, byte for byte what serialising
+    /// [`cooc_model::basket::Answer`] gives, from the cached fragments.
+    fn render_basket(
+        &self,
+        k: usize,
+        unknown: &[Key<'_>],
+        picks: &[cooc_model::basket::Pick],
+    ) -> Vec<u8> {
+        use cooc_model::basket::Source;
+        let mut out = Vec::with_capacity(128 + picks.len() * 192);
+        out.extend_from_slice(b"{\"k\":");
+        serde_json::to_writer(&mut out, &k).expect("a number serialises");
+        out.extend_from_slice(b",\"version\":");
+        serde_json::to_writer(&mut out, &self.version).expect("a string serialises");
+        out.extend_from_slice(b",\"unknown\":");
+        serde_json::to_writer(&mut out, unknown).expect("keys serialise");
+        out.extend_from_slice(b",\"recommendations\":[");
+        for (n, p) in picks.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let f = self.fragment(p.item);
+            out.extend_from_slice(b"{\"book_id\":");
+            out.extend_from_slice(&f.key);
+            out.extend_from_slice(b",\"score\":");
+            serde_json::to_writer(&mut out, &p.score).expect("a number serialises");
+            out.extend_from_slice(&f.meta);
+            out.extend_from_slice(match p.source {
+                Source::Similar => b",\"source\":\"similar\",\"because\":[",
+                Source::Popular => b",\"source\":\"popular\",\"because\":[",
+            });
+            for (m, &s) in p.because.iter().enumerate() {
+                if m > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&self.fragment(s).key);
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
 }
 
 /// Shared by every request and the reload loop. Lives for the whole process (leaked once
@@ -160,6 +245,13 @@ pub struct AppState {
     /// The last version that failed to load: refused for good (it does not validate), or
     /// to be tried again after a backoff (it could not be read: not there yet, EMFILE, EIO).
     failed: Mutex<Option<Failed>>,
+    /// The canary's model, while one is served.
+    canary: ArcSwapOption<Live>,
+    /// The canary's share of users, percent.
+    canary_percent: std::sync::atomic::AtomicU8,
+    /// The last canary problem logged (a refused version, a bad CANARY), so that each is
+    /// logged once, not on every check.
+    canary_note: Mutex<Option<String>>,
 }
 
 /// A version that failed to load.
@@ -202,7 +294,156 @@ impl AppState {
             live: ArcSwapOption::empty(),
             metrics: Metrics::default(),
             failed: Mutex::new(None),
+            canary: ArcSwapOption::empty(),
+            canary_percent: Default::default(),
+            canary_note: Mutex::new(None),
         }))
+    }
+
+    /// The model that answers `user`: the canary for its share of users while one is
+    /// served, else the live one. Without a user, the share is drawn at random.
+    pub fn live_for(&self, user: Option<&[u8]>) -> arc_swap::Guard<Option<Arc<Live>>> {
+        let canary = self.canary.load();
+        if canary.is_some() {
+            let bucket = match user {
+                Some(u) => cooc_model::store::user_bucket(u),
+                None => random_bucket(),
+            };
+            if bucket
+                < self
+                    .canary_percent
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return canary;
+            }
+        }
+        self.live.load()
+    }
+
+    /// Reads and validates `version` into a servable [`Live`]. Blocking.
+    fn load(&self, version: &str) -> Result<(Live, f64), ArtifactError> {
+        let started = Instant::now();
+        let model = Model::open(&self.store.model_path(version))?;
+        let secs = started.elapsed().as_secs_f64();
+        // Leaked once per load (a few bytes; loads are rare) so that the header is
+        // `'static`: cloning it per response then costs nothing, where a shared or copied
+        // value costs an atomic or an allocation on every answer.
+        let leaked: &'static str = Box::leak(version.to_owned().into_boxed_str());
+        let version_header = HeaderValue::from_str(leaked)
+            .map(|_| HeaderValue::from_static(leaked))
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        let default_k_bodies = (0..model.n_items()).map(|_| OnceLock::new()).collect();
+        let fragments = (0..model.n_items()).map(|_| OnceLock::new()).collect();
+        let live = Live {
+            version: version.to_owned(),
+            model,
+            version_header,
+            default_k_bodies,
+            said_no_popularity: Default::default(),
+            stats: Arc::default(),
+            fragments,
+        };
+        Ok((live, secs))
+    }
+
+    /// Follows the store's `CANARY`: loads a new canary version (validated like CURRENT; a
+    /// refused one is logged and counted, and everyone stays on the live version), updates
+    /// its share, or ends it. A canary equal to the live version is no canary. Blocking.
+    pub fn reload_canary(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let note = |msg: String, error: bool| {
+            let mut last = self.canary_note.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_deref() != Some(msg.as_str()) {
+                if error {
+                    self.metrics.reload_failures.inc();
+                    tracing::error!("{msg}");
+                } else {
+                    tracing::warn!("{msg}");
+                }
+                *last = Some(msg);
+            }
+        };
+        let live = self.live().as_ref().map(|l| l.version.clone());
+        let want = match self.store.canary() {
+            Ok(c) => c.filter(|c| Some(&c.version) != live.as_ref()),
+            Err(e) => {
+                note(format!("{e}"), true);
+                None
+            }
+        };
+        let Some(want) = want else {
+            if let Some(old) = self.canary.swap(None) {
+                tracing::info!(version = old.version, "canary ended");
+            }
+            self.metrics.versions.set(Slot::Canary, None);
+            self.metrics.canary_percent.set(0);
+            self.metrics.canary_info.clear();
+            return;
+        };
+        let serve_share = || {
+            self.canary_percent.store(want.percent, Relaxed);
+            self.metrics.canary_percent.set(i64::from(want.percent));
+        };
+        if self
+            .canary
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.version == want.version)
+        {
+            serve_share();
+            return;
+        }
+        let refused = format!("refusing canary {}", want.version);
+        if self
+            .canary_note
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            .is_some_and(|n| n.starts_with(&format!("{refused}:")))
+        {
+            return;
+        }
+        match self.load(&want.version) {
+            Ok((canary, secs)) => {
+                tracing::info!(
+                    version = want.version,
+                    percent = want.percent,
+                    load_ms = secs * 1e3,
+                    "canary live"
+                );
+                self.metrics.versions.set(
+                    Slot::Canary,
+                    Some((want.version.clone(), canary.stats.clone())),
+                );
+                self.metrics.canary_info.clear();
+                self.metrics
+                    .canary_info
+                    .get_or_create(&crate::metrics::VersionLabels {
+                        version: want.version.clone(),
+                    })
+                    .set(1);
+                serve_share();
+                self.canary.store(Some(Arc::new(canary)));
+                *self.canary_note.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Err(e @ ArtifactError::Io { .. }) => {
+                // Not there yet: the next check tries again.
+                note(
+                    format!("canary {} not readable yet: {e}", want.version),
+                    false,
+                );
+            }
+            Err(e) => {
+                self.canary.store(None);
+                self.metrics.versions.set(Slot::Canary, None);
+                self.metrics.canary_percent.set(0);
+                self.metrics.canary_info.clear();
+                note(
+                    format!("{refused}: {e}; everyone stays on the live version"),
+                    true,
+                );
+            }
+        }
     }
 
     /// The live model, if any. Hot path: arc-swap's guard avoids touching the shared
@@ -233,11 +474,16 @@ impl AppState {
                 Some(_) => {}
             }
         }
-        let started = Instant::now();
-        let path = self.store.model_path(&version);
-        match Model::open(&path) {
-            Ok(model) => {
-                let secs = started.elapsed().as_secs_f64();
+        // The canary's model, when CURRENT moves to it (`cooc models promote` of the
+        // canary): already loaded and validated, and its answers' caches stay warm.
+        let promoted = self.canary.load_full().filter(|c| c.version == version);
+        let loaded = match promoted {
+            Some(c) => Ok((c, 0.0)),
+            None => self.load(&version).map(|(l, secs)| (Arc::new(l), secs)),
+        };
+        match loaded {
+            Ok((live, secs)) => {
+                let model = &live.model;
                 self.metrics
                     .model_loaded(&version, model.meta(), model.provenance(), secs);
                 if self.live().is_some() {
@@ -249,20 +495,10 @@ impl AppState {
                     load_ms = secs * 1e3,
                     "model live"
                 );
-                // Leaked once per reload (a few bytes; reloads are rare) so that the header
-                // is `'static`: cloning it per response then costs nothing, where a shared
-                // or copied value costs an atomic or an allocation on every answer.
-                let leaked: &'static str = Box::leak(version.clone().into_boxed_str());
-                let version_header = HeaderValue::from_str(leaked)
-                    .map(|_| HeaderValue::from_static(leaked))
-                    .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-                let default_k_bodies = (0..model.n_items()).map(|_| OnceLock::new()).collect();
-                self.live.store(Some(Arc::new(Live {
-                    version: version.clone(),
-                    model,
-                    version_header,
-                    default_k_bodies,
-                })));
+                self.metrics
+                    .versions
+                    .set(Slot::Live, Some((version.clone(), live.stats.clone())));
+                self.live.store(Some(live));
                 *failed = None;
                 Reload::Loaded(version)
             }
@@ -309,7 +545,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = AppState::new(cfg);
-    let first = tokio::task::spawn_blocking(move || state.reload()).await?;
+    let first = tokio::task::spawn_blocking(move || {
+        let first = state.reload();
+        state.reload_canary();
+        first
+    })
+    .await?;
     match &first {
         Reload::NoCurrent => tracing::warn!(
             dir = %state.cfg.model_dir.display(),
@@ -327,7 +568,11 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+                        let _ = tokio::task::spawn_blocking(move || {
+                            state.reload();
+                            state.reload_canary();
+                        })
+                        .await;
                     }
                     _ = stop_rx.changed() => break,
                 }
@@ -420,11 +665,70 @@ pub fn router(state: &'static AppState) -> Router {
 }
 
 fn recorded(state: &AppState, route: Route, started: Instant, resp: Response) -> Response {
-    state
-        .metrics
-        .http
-        .record(route, resp.status().as_u16(), started.elapsed());
+    let (status, elapsed) = (resp.status().as_u16(), started.elapsed());
+    state.metrics.http.record(route, status, elapsed);
+    // The version that answered, by its header (the same leaked value, so equal bytes).
+    if let Some(v) = resp.headers().get("x-model-version") {
+        for slot in [&state.live, &state.canary] {
+            if let Some(l) = slot.load().as_ref().filter(|l| l.version_header == v) {
+                l.stats.http.record(route, status, elapsed);
+                break;
+            }
+        }
+    }
     resp
+}
+
+/// The two request headers the handlers read: the user (`X-User-Id`) and the declared
+/// body length. An extractor of its own so that a request's header map is not copied, as
+/// axum's `HeaderMap` extractor does, on every request.
+struct Heads {
+    user: Option<HeaderValue>,
+    declared_len: Option<u64>,
+}
+
+impl Heads {
+    fn user(&self) -> Option<&[u8]> {
+        self.user.as_ref().map(HeaderValue::as_bytes)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Heads {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Heads {
+            user: parts.headers.get(USER_HEADER).cloned(),
+            declared_len: parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        })
+    }
+}
+
+/// A bucket in 0..100 for a request without a user: a per-thread xorshift seeded from the
+/// process's random hasher keys.
+fn random_bucket() -> u8 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        ((u128::from(x) * 100) >> 64) as u8
+    })
 }
 
 async fn not_found(State(state): St) -> Response {
@@ -492,14 +796,14 @@ async fn healthz_inner() -> Response {
     json_response(StatusCode::OK, &json!({ "status": "ok" }), None)
 }
 
-async fn ready(State(state): St) -> Response {
+async fn ready(State(state): St, heads: Heads) -> Response {
     let started = Instant::now();
-    let resp = ready_inner(state).await;
+    let resp = ready_inner(state, heads.user()).await;
     recorded(state, Route::Ready, started, resp)
 }
 
-async fn ready_inner(state: &AppState) -> Response {
-    match &*state.live() {
+async fn ready_inner(state: &AppState, user: Option<&[u8]>) -> Response {
+    match &*state.live_for(user) {
         Some(l) => json_response(StatusCode::OK, &json!({ "status": "ready" }), Some(l)),
         None => not_ready(),
     }
@@ -580,14 +884,18 @@ struct RecommendBody<'a> {
     recommendations: Vec<Recommendation<'a>>,
 }
 
-async fn recommend(State(state): St, RawQuery(query): RawQuery) -> Response {
+async fn recommend(State(state): St, RawQuery(query): RawQuery, heads: Heads) -> Response {
     let started = Instant::now();
-    let resp = recommend_inner(state, query).await;
+    let resp = recommend_inner(state, query, heads.user()).await;
     recorded(state, Route::Recommend, started, resp)
 }
 
-pub(crate) async fn recommend_inner(state: &AppState, query: Option<String>) -> Response {
-    let guard = state.live();
+pub(crate) async fn recommend_inner(
+    state: &AppState,
+    query: Option<String>,
+    user: Option<&[u8]>,
+) -> Response {
+    let guard = state.live_for(user);
     let Some(live) = guard.as_ref() else {
         return not_ready();
     };
@@ -649,17 +957,17 @@ pub(crate) async fn recommend_inner(state: &AppState, query: Option<String>) -> 
     json_response(StatusCode::OK, &answer(k), Some(live))
 }
 
-async fn model_info(State(state): St, UrlPath(spec): UrlPath<String>) -> Response {
+async fn model_info(State(state): St, UrlPath(spec): UrlPath<String>, heads: Heads) -> Response {
     let started = Instant::now();
-    let resp = model_info_inner(state, spec).await;
+    let resp = model_info_inner(state, spec, heads.user()).await;
     recorded(state, Route::ModelInfo, started, resp)
 }
 
-async fn model_info_inner(state: &AppState, spec: String) -> Response {
+async fn model_info_inner(state: &AppState, spec: String, user: Option<&[u8]>) -> Response {
     if spec != state.cfg.model_name {
         return detail(StatusCode::NOT_FOUND, format!("model {spec:?} not found"));
     }
-    let guard = state.live();
+    let guard = state.live_for(user);
     let Some(live) = guard.as_ref() else {
         return not_ready();
     };
@@ -677,13 +985,39 @@ async fn model_info_inner(state: &AppState, spec: String) -> Response {
     )
 }
 
+/// A 404 unless `spec` is this server's model name followed by `verb` (`:predict`).
+fn no_such_endpoint(state: &AppState, spec: &str, verb: &str) -> Option<Response> {
+    match spec.strip_suffix(verb) {
+        Some(name) if name == state.cfg.model_name => None,
+        _ => Some(detail(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: POST /v1/models/{spec}"),
+        )),
+    }
+}
+
+/// `POST /v1/models/{name}:predict` and `:recommend`: the body is bounded the same way
+/// for both, then handed to the route's handler.
 async fn predict(
     State(state): St,
     UrlPath(spec): UrlPath<String>,
-    headers: axum::http::HeaderMap,
+    heads: Heads,
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    let route = if spec.ends_with(":recommend") {
+        Route::Basket
+    } else {
+        Route::Predict
+    };
+    let Heads { user, declared_len } = heads;
+    let handle = move |body: Bytes| {
+        let user = user.as_ref().map(HeaderValue::as_bytes);
+        match route {
+            Route::Basket => basket_inner(state, spec, user, &body),
+            _ => predict_inner(state, spec, user, body),
+        }
+    };
     let too_large = || {
         detail(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -691,41 +1025,36 @@ async fn predict(
         )
     };
     // Refused from its declared length before any of it is read.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let resp = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    let resp = if declared_len.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         too_large()
     } else {
         match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(body) if body.len() > 64 * 1024 => {
                 // Up to 1,000 instances: real work, off the async workers so that /healthz
                 // and cheap requests keep flowing.
-                match tokio::task::spawn_blocking(move || predict_inner(state, spec, body)).await {
+                match tokio::task::spawn_blocking(move || handle(body)).await {
                     Ok(resp) => resp,
                     Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
-            Ok(body) => predict_inner(state, spec, body),
+            Ok(body) => handle(body),
             // Longer than declared (chunked): the limit cut it off.
             Err(_) => too_large(),
         }
     };
-    recorded(state, Route::Predict, started, resp)
+    recorded(state, route, started, resp)
 }
 
-pub(crate) fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Response {
-    match spec.strip_suffix(":predict") {
-        Some(name) if name == state.cfg.model_name => {}
-        _ => {
-            return detail(
-                StatusCode::NOT_FOUND,
-                format!("no such endpoint: POST /v1/models/{spec}"),
-            )
-        }
+pub(crate) fn predict_inner(
+    state: &AppState,
+    spec: String,
+    user: Option<&[u8]>,
+    body: Bytes,
+) -> Response {
+    if let Some(missing) = no_such_endpoint(state, &spec, ":predict") {
+        return missing;
     }
-    let guard = state.live();
+    let guard = state.live_for(user);
     let Some(live) = guard.as_ref() else {
         return not_ready();
     };
@@ -832,6 +1161,295 @@ pub(crate) fn predict_inner(state: &AppState, spec: String, body: Bytes) -> Resp
     json_response(StatusCode::OK, &PredictBody { predictions }, Some(live))
 }
 
+/// A refused request's answer, boxed: a `Response` is too big to pass by value in `Err`.
+type Refusal = Box<Response>;
+
+/// [`unprocessable`], as a [`Refusal`].
+fn refuse(loc: &[&str], kind: &str, msg: String, input: Value) -> Refusal {
+    Box::new(unprocessable(loc, kind, msg, input))
+}
+
+/// One book id of a JSON body, as the live model keys its items; the FastAPI error for
+/// anything else.
+fn json_key<'a>(model: &Model, v: &'a Value, loc: &[&str]) -> Result<Key<'a>, Refusal> {
+    match (v, model.int_keys()) {
+        (Value::Number(n), true) if n.as_i64().is_some() => {
+            Ok(Key::Int(n.as_i64().unwrap_or_default()))
+        }
+        (Value::String(s), false) => Ok(Key::Str(s)),
+        (v, true) => Err(refuse(
+            loc,
+            "int_type",
+            "Input should be a valid integer".into(),
+            v.clone(),
+        )),
+        (v, false) => Err(refuse(
+            loc,
+            "string_type",
+            "Input should be a valid string".into(),
+            v.clone(),
+        )),
+    }
+}
+
+/// A list field of a JSON body of at most `max` entries (`None` when absent or null).
+fn json_list<'a>(
+    body: &'a Value,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<&'a Vec<Value>>, Refusal> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) if a.len() <= max => Ok(Some(a)),
+        Some(Value::Array(a)) => Err(refuse(
+            &["body", field],
+            "too_long",
+            format!(
+                "List should have at most {max} items after validation, not {}",
+                a.len()
+            ),
+            Value::Null,
+        )),
+        Some(v) => Err(refuse(
+            &["body", field],
+            "list_type",
+            "Input should be a valid list".into(),
+            v.clone(),
+        )),
+    }
+}
+
+/// `POST /v1/models/{name}:recommend`: recommendations for a basket of books. The user
+/// (for a canary) is the body's `user`, else the `X-User-Id` header.
+pub(crate) fn basket_inner(
+    state: &AppState,
+    spec: String,
+    header_user: Option<&[u8]>,
+    body: &[u8],
+) -> Response {
+    if let Some(missing) = no_such_endpoint(state, &spec, ":recommend") {
+        return missing;
+    }
+    match basket_fast(state, header_user, body) {
+        Some(resp) => resp,
+        None => basket_general(state, header_user, body),
+    }
+}
+
+/// `:recommend` for any body: through a JSON tree, naming the field of any error.
+pub(crate) fn basket_general(
+    state: &AppState,
+    header_user: Option<&[u8]>,
+    body: &[u8],
+) -> Response {
+    let body: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(v) => {
+            return unprocessable(
+                &["body"],
+                "model_attributes_type",
+                "Input should be a valid dictionary or object".into(),
+                v,
+            )
+        }
+        Err(e) => {
+            return unprocessable(
+                &["body"],
+                "json_invalid",
+                format!("JSON decode error: {e}"),
+                Value::Null,
+            )
+        }
+    };
+    let user = match body.get("user") {
+        None | Some(Value::Null) => header_user,
+        Some(Value::String(u)) => Some(u.as_bytes()),
+        Some(v) => {
+            return unprocessable(
+                &["body", "user"],
+                "string_type",
+                "Input should be a valid string".into(),
+                v.clone(),
+            )
+        }
+    };
+    let guard = state.live_for(user);
+    let Some(live) = guard.as_ref() else {
+        return not_ready();
+    };
+    basket_answer(state, live, &body).unwrap_or_else(|refused| *refused)
+}
+
+fn basket_answer(state: &AppState, live: &Live, body: &Value) -> Result<Response, Refusal> {
+    let model = &live.model;
+    let Some(books) = json_list(body, "book_ids", MAX_SEEDS)? else {
+        return Err(refuse(
+            &["body", "book_ids"],
+            "missing",
+            "Field required: a list of book ids".into(),
+            Value::Null,
+        ));
+    };
+    let weights = json_list(body, "weights", MAX_SEEDS)?;
+    if let Some(w) = weights.filter(|w| w.len() != books.len()) {
+        return Err(refuse(
+            &["body", "weights"],
+            "value_error",
+            format!(
+                "weights must have one entry per book id: {} weights, {} book ids",
+                w.len(),
+                books.len()
+            ),
+            Value::Null,
+        ));
+    }
+    let mut seeds = Vec::with_capacity(books.len());
+    for (i, v) in books.iter().enumerate() {
+        let idx = i.to_string();
+        let key = json_key(model, v, &["body", "book_ids", &idx])?;
+        let weight = match weights.map(|w| &w[i]) {
+            None => 1.0,
+            Some(w) => match w.as_f64() {
+                Some(x) if x > 0.0 && (x as f32).is_finite() && x as f32 > 0.0 => x as f32,
+                _ => {
+                    return Err(refuse(
+                        &["body", "weights", &idx],
+                        "value_error",
+                        "a weight must be a positive finite number".into(),
+                        w.clone(),
+                    ))
+                }
+            },
+        };
+        seeds.push((key, weight));
+    }
+    let mut exclude = Vec::new();
+    for (i, v) in json_list(body, "exclude", MAX_EXCLUDED)?
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        exclude.push(json_key(model, v, &["body", "exclude", &i.to_string()])?);
+    }
+    let k = match body.get("k") {
+        None | Some(Value::Null) => state.cfg.default_k,
+        Some(v) => match v.as_i64() {
+            Some(k) => {
+                check_k(k).map_err(|(kind, msg)| refuse(&["body", "k"], kind, msg, v.clone()))?
+            }
+            None => {
+                return Err(refuse(
+                    &["body", "k"],
+                    "int_type",
+                    "Input should be a valid integer".into(),
+                    v.clone(),
+                ))
+            }
+        },
+    };
+    Ok(basket_reply(state, live, &seeds, &exclude, k))
+}
+
+/// The most common `:recommend` body, for a model keyed by integers, parsed straight into
+/// its fields rather than through a JSON tree. A body of another shape (string keys, a
+/// wrong type, a bound exceeded) goes the general way, which names what is wrong.
+#[derive(serde::Deserialize)]
+struct IntBasket<'a> {
+    book_ids: Vec<i64>,
+    #[serde(default)]
+    weights: Option<Vec<f64>>,
+    #[serde(default)]
+    exclude: Option<Vec<i64>>,
+    #[serde(default)]
+    k: Option<i64>,
+    #[serde(default, borrow)]
+    user: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The answer to a well-formed [`IntBasket`], or `None` to take the general way.
+pub(crate) fn basket_fast(
+    state: &AppState,
+    header_user: Option<&[u8]>,
+    body: &[u8],
+) -> Option<Response> {
+    // An object only: serde would also take a struct's fields from a JSON array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let req: IntBasket<'_> = serde_json::from_slice(body).ok()?;
+    let exclude = req.exclude.as_deref().unwrap_or_default();
+    let k = match req.k {
+        None => state.cfg.default_k,
+        Some(k) => check_k(k).ok()?,
+    };
+    let weights = match &req.weights {
+        None => None,
+        Some(w) if w.len() == req.book_ids.len() => Some(w),
+        Some(_) => return None,
+    };
+    if req.book_ids.len() > MAX_SEEDS || exclude.len() > MAX_EXCLUDED {
+        return None;
+    }
+    let mut seeds = Vec::with_capacity(req.book_ids.len());
+    for (i, &b) in req.book_ids.iter().enumerate() {
+        let w = match weights {
+            None => 1.0,
+            Some(w) => {
+                let x = w[i] as f32;
+                if !(x.is_finite() && x > 0.0) {
+                    return None;
+                }
+                x
+            }
+        };
+        seeds.push((Key::Int(b), w));
+    }
+    let user = req.user.as_deref().map(str::as_bytes).or(header_user);
+    let guard = state.live_for(user);
+    let live = guard.as_ref().filter(|l| l.model.int_keys())?;
+    let exclude: Vec<Key<'_>> = exclude.iter().map(|&e| Key::Int(e)).collect();
+    Some(basket_reply(state, live, &seeds, &exclude, k))
+}
+
+/// Recommends for resolved seeds, counts the backfill, and renders the answer.
+fn basket_reply(
+    state: &AppState,
+    live: &Live,
+    seeds: &[(Key<'_>, f32)],
+    exclude: &[Key<'_>],
+    k: u32,
+) -> Response {
+    let model = &live.model;
+    let asked = cooc_model::basket::resolve(model, seeds, exclude);
+    let picks = cooc_model::basket::recommend(model, &asked.seeds, &asked.exclude, k as usize);
+    let backfilled = picks
+        .iter()
+        .filter(|p| p.source == cooc_model::basket::Source::Popular)
+        .count() as u64;
+    if backfilled > 0 {
+        state.metrics.backfilled.inc_by(backfilled);
+        live.stats
+            .backfilled
+            .fetch_add(backfilled, std::sync::atomic::Ordering::Relaxed);
+    }
+    if model.popular().is_none() {
+        state.metrics.basket_without_popularity.inc();
+        if !live
+            .said_no_popularity
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                version = live.version,
+                format = model.format_version(),
+                "this model lists no popular books (an older artifact): basket answers \
+                 have no popularity backfill until a newer model is live"
+            );
+        }
+    }
+    let body = live.render_basket(k as usize, &asked.unknown, &picks);
+    json_bytes(StatusCode::OK, Body::from(body), Some(live))
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -851,5 +1469,48 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cooc_model::basket::{recommend, resolve, Answer};
+    use cooc_model::Key;
+
+    /// The server's basket bodies, written from cached fragments, are byte for byte the
+    /// serialised [`Answer`] that `cooc recommend --json` prints, for integer and string
+    /// keys, with titles that need escaping, unknown seeds and backfill.
+    #[test]
+    fn basket_bodies_are_the_serialised_answer() {
+        for string_keys in [false, true] {
+            let h = crate::fuzz::Harness::new(string_keys);
+            let guard = h.state().live();
+            let live = guard.as_ref().expect("a live model");
+            let m = &live.model;
+            let (a, b, c) = (m.key(0), m.key(1), m.key(2));
+            let unknown = if string_keys {
+                Key::Str("nope \"q\"")
+            } else {
+                Key::Int(-7)
+            };
+            type Case<'a> = (Vec<(Key<'a>, f32)>, Vec<Key<'a>>, usize);
+            let cases: [Case<'_>; 4] = [
+                (vec![(a, 1.0)], vec![], 3),
+                (vec![(a, 1.0), (b, 2.5), (unknown, 1.0)], vec![c], 5),
+                (vec![(unknown, 1.0)], vec![], 2),
+                (vec![], vec![b], 1),
+            ];
+            for (seeds, exclude, k) in cases {
+                let want = serde_json::to_vec(&Answer::new(m, &live.version, &seeds, &exclude, k))
+                    .unwrap();
+                let asked = resolve(m, &seeds, &exclude);
+                let picks = recommend(m, &asked.seeds, &asked.exclude, k);
+                let got = live.render_basket(k, &asked.unknown, &picks);
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+        }
     }
 }

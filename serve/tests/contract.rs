@@ -32,6 +32,7 @@ fn model_bytes(top_k: u32, first_score: f32) -> Vec<u8> {
         indptr: &[0, 2, 4, 5],
         indices: &[1, 2, 0, 2, 0],
         scores: &[first_score, 0.3, first_score, 0.1, 0.3],
+        popular: &[(1, 4), (0, 3), (2, 2)],
     })
 }
 
@@ -318,6 +319,7 @@ fn string_keyed_models_take_string_ids() {
         indptr: &[0, 1, 2],
         indices: &[1, 0],
         scores: &[1.0, 1.0],
+        popular: &[(0, 1), (1, 1)],
     });
     let store = ModelStore::new(dir.path());
     store.publish("s1", &bytes).unwrap();
@@ -326,6 +328,22 @@ fn string_keyed_models_take_string_ids() {
     let (s, _, body) = get(&format!("{}/recommend?book_id=whole%20milk", srv.base));
     assert_eq!(s, 200);
     assert_eq!(body["recommendations"][0]["book_id"], "beer");
+    let (s, body) = post(
+        &format!("{}/v1/models/recommender:recommend", srv.base),
+        r#"{"book_ids": ["whole milk", "rum"], "k": 2}"#,
+    );
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["unknown"], json!(["rum"]));
+    assert_eq!(body["recommendations"][0]["book_id"], "beer");
+    assert_eq!(body["recommendations"][0]["because"], json!(["whole milk"]));
+    let (s, body) = post(
+        &format!("{}/v1/models/recommender:recommend", srv.base),
+        r#"{"book_ids": [7]}"#,
+    );
+    assert_eq!(
+        (s, &body["detail"][0]["type"]),
+        (422, &json!("string_type"))
+    );
     let (s, body) = post(
         &format!("{}/v1/models/recommender:predict", srv.base),
         r#"{"instances":[{"book_id":"beer"}]}"#,
@@ -542,4 +560,408 @@ fn connections_beyond_the_cap_wait_and_are_served_when_a_slot_frees() {
         "{:?}",
         t.elapsed()
     );
+}
+
+/// `:recommend` answers in its documented shape: summed scores, the contributing seeds,
+/// exactly k (or every book that qualifies) with popularity backfill, seeds and excluded
+/// books never returned, unknown seeds listed, and FastAPI-shaped 422s beyond the bounds.
+#[test]
+fn basket_recommendations_sum_exclude_and_backfill() {
+    let dir = live_store();
+    let srv = start(dir.path());
+    let b = &srv.base;
+    wait_for("v1", || get(&format!("{b}/ready")).0 == 200);
+    let url = format!("{b}/v1/models/recommender:recommend");
+    let ask = |body: Value| post(&url, &body.to_string());
+    let books = |body: &Value| -> Vec<(i64, String)> {
+        body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["book_id"].as_i64().unwrap(),
+                    r["source"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let sim = |j: i64| (j, "similar".to_string());
+    let pop = |j: i64| (j, "popular".to_string());
+
+    // Book 10 ~ 20 (0.7), 30 (0.3); 20 ~ 10 (0.7), 30 (0.1); most bought: 20, 10, 30.
+    let (s, body) = ask(json!({"book_ids": [10], "k": 2}));
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["k"], 2);
+    assert_eq!(body["version"], "v1");
+    assert_eq!(body["unknown"], json!([]));
+    assert_eq!(books(&body), vec![sim(20), sim(30)]);
+    let first = &body["recommendations"][0];
+    assert_eq!(first["title"], "Twenty");
+    assert_eq!(first["because"], json!([10]));
+    assert!((first["score"].as_f64().unwrap() - 0.7).abs() < 1e-6);
+
+    // Two seeds: 30 scores 0.3 + 0.1 and names both, the bigger contribution first; only
+    // one book qualifies, so the answer has one entry, not k.
+    let (_, body) = ask(json!({"book_ids": [20, 10], "k": 3}));
+    assert_eq!(books(&body), vec![sim(30)]);
+    assert!((body["recommendations"][0]["score"].as_f64().unwrap() - 0.4).abs() < 1e-6);
+    assert_eq!(body["recommendations"][0]["because"], json!([10, 20]));
+    // Weights scale each seed's contribution.
+    let (_, body) = ask(json!({"book_ids": [10, 20], "weights": [1, 4], "k": 1}));
+    assert!((body["recommendations"][0]["score"].as_f64().unwrap() - 0.7).abs() < 1e-6);
+    assert_eq!(body["recommendations"][0]["because"], json!([20, 10]));
+
+    // Excluded books never come back; backfill skips seeds, excluded and listed books.
+    let (_, body) = ask(json!({"book_ids": [30], "exclude": [20], "k": 3}));
+    assert_eq!(books(&body), vec![sim(10)]);
+    let (_, body) = ask(json!({"book_ids": [30], "k": 3}));
+    assert_eq!(books(&body), vec![sim(10), pop(20)]);
+    assert_eq!(body["recommendations"][1]["because"], json!([]));
+    assert_eq!(body["recommendations"][1]["score"], 0.0);
+
+    // Unknown seeds are listed once; none known is a popularity answer, never a 404.
+    let (s, body) = ask(json!({"book_ids": [99, 98, 99], "k": 2, "user": "c-1"}));
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["unknown"], json!([99, 98]));
+    assert_eq!(books(&body), vec![pop(20), pop(10)]);
+    let (_, body) = ask(json!({"book_ids": [], "exclude": [20]}));
+    assert_eq!(books(&body), vec![pop(10)], "k defaults to DEFAULT_K=1");
+
+    // Bounds and types: 422 in FastAPI's shape, naming the field.
+    let seeds = |n: usize| json!(vec![10; n]);
+    for (req, loc, kind) in [
+        (json!({"k": 2}), json!(["body", "book_ids"]), "missing"),
+        (
+            json!({"book_ids": seeds(101)}),
+            json!(["body", "book_ids"]),
+            "too_long",
+        ),
+        (
+            json!({"book_ids": [10], "exclude": vec![1; 1001]}),
+            json!(["body", "exclude"]),
+            "too_long",
+        ),
+        (
+            json!({"book_ids": [10], "k": 0}),
+            json!(["body", "k"]),
+            "greater_than_equal",
+        ),
+        (
+            json!({"book_ids": [10], "k": 101}),
+            json!(["body", "k"]),
+            "less_than_equal",
+        ),
+        (
+            json!({"book_ids": ["ten"]}),
+            json!(["body", "book_ids", "0"]),
+            "int_type",
+        ),
+        (
+            json!({"book_ids": [10], "exclude": [1.5]}),
+            json!(["body", "exclude", "0"]),
+            "int_type",
+        ),
+        (
+            json!({"book_ids": [10, 20], "weights": [1]}),
+            json!(["body", "weights"]),
+            "value_error",
+        ),
+        (
+            json!({"book_ids": [10], "weights": [-1]}),
+            json!(["body", "weights", "0"]),
+            "value_error",
+        ),
+        (
+            json!({"book_ids": [10], "user": 7}),
+            json!(["body", "user"]),
+            "string_type",
+        ),
+        (json!([10]), json!(["body"]), "model_attributes_type"),
+        (json!([[10]]), json!(["body"]), "model_attributes_type"),
+        (
+            json!({"book_ids": [10], "k": 2.0}),
+            json!(["body", "k"]),
+            "int_type",
+        ),
+        (
+            json!({"book_ids": [1.0]}),
+            json!(["body", "book_ids", "0"]),
+            "int_type",
+        ),
+    ] {
+        let (s, body) = ask(req.clone());
+        assert_eq!(s, 422, "{req}: {body}");
+        assert_eq!(body["detail"][0]["loc"], loc, "{req}: {body}");
+        assert_eq!(body["detail"][0]["type"], kind, "{req}: {body}");
+    }
+    assert_eq!(post(&url, "{not json").0, 422);
+    assert_eq!(
+        ask(json!({"book_ids": seeds(100), "exclude": vec![1; 1000]})).0,
+        200
+    );
+    let other = format!("{b}/v1/models/other:recommend");
+    assert_eq!(post(&other, "{\"book_ids\": [10]}").0, 404);
+
+    let metrics = ureq::get(&format!("{b}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("cooc_http_requests_total{route=\"basket\",status=\"200\"} 8"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cooc_backfill_recommendations_total 4"),
+        "{metrics}"
+    );
+}
+
+/// A model written by an older cooc (format version 1, no popularity list, kept in
+/// `serve/tests/data/`) is still served on every route; its basket answers have no
+/// backfill, and a metric says so.
+#[test]
+fn a_format_1_model_is_served_without_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path());
+    let bytes = include_bytes!("data/format-v1.cooc");
+    store.publish("old", bytes).unwrap();
+    store.promote("old").unwrap();
+    let srv = start(dir.path());
+    let b = &srv.base;
+    wait_for("the old model", || get(&format!("{b}/ready")).0 == 200);
+    let (s, _, body) = get(&format!("{b}/recommend?book_id=10&k=2"));
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["recommendations"][0]["book_id"], 20);
+    let (s, body) = post(
+        &format!("{b}/v1/models/recommender:recommend"),
+        "{\"book_ids\": [10], \"k\": 3}",
+    );
+    assert_eq!(s, 200, "{body}");
+    let got: Vec<&str> = body["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec!["similar", "similar"], "{body}");
+    let metrics = ureq::get(&format!("{b}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("cooc_basket_answers_without_popularity_total 1"),
+        "{metrics}"
+    );
+}
+
+/// GET `url` as `user` (the `X-User-Id` header): (status, X-Model-Version).
+fn get_as(url: &str, user: Option<&str>) -> (u16, String) {
+    let mut req = ureq::get(url);
+    if let Some(u) = user {
+        req = req.set("x-user-id", u);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    let v = resp.header("x-model-version").unwrap_or("").to_owned();
+    (resp.status(), v)
+}
+
+/// A canary serves its share of 1,000 distinct users, each user always the same version
+/// (by header on every route, or by `user` in a `:recommend` body), requests without a
+/// user in about the same proportion; the per-version metrics tell the two apart.
+#[test]
+fn a_canary_serves_its_share_and_each_user_sticks_to_one_version() {
+    use cooc_model::store::user_bucket;
+    let dir = live_store();
+    let store = ModelStore::new(dir.path());
+    store.publish("v2", &model_bytes(2, 0.9)).unwrap();
+    store.set_canary("v2", 30).unwrap();
+    let srv = start(dir.path());
+    let b = &srv.base;
+    let users: Vec<String> = (0..1000).map(|i| format!("customer-{i}")).collect();
+    let want = |u: &str| {
+        if user_bucket(u.as_bytes()) < 30 {
+            "v2"
+        } else {
+            "v1"
+        }
+    };
+    wait_for("the canary", || {
+        get_as(&format!("{b}/recommend?book_id=10"), Some(&users[0])).1 == want(&users[0])
+            && get_as(&format!("{b}/ready"), Some(&users[0])).0 == 200
+    });
+    let mut on_canary = 0;
+    for round in 0..2 {
+        for u in &users {
+            let (s, v) = get_as(&format!("{b}/recommend?book_id=10"), Some(u));
+            assert_eq!((s, v.as_str()), (200, want(u)), "{u}, round {round}");
+            on_canary += usize::from(v == "v2");
+        }
+    }
+    let share = on_canary as f64 / 2000.0;
+    assert!((0.25..=0.35).contains(&share), "canary share {share}");
+    // Every route follows the same assignment; a body's user goes before the header.
+    for u in users.iter().take(50) {
+        assert_eq!(
+            get_as(&format!("{b}/v1/models/recommender"), Some(u)).1,
+            want(u)
+        );
+        let resp = ureq::post(&format!("{b}/v1/models/recommender:predict"))
+            .set("x-user-id", u)
+            .send_string(r#"{"instances": [{"book_id": 10}]}"#)
+            .unwrap();
+        assert_eq!(resp.header("x-model-version"), Some(want(u)));
+        let body = json!({"book_ids": [10], "user": u}).to_string();
+        let resp = ureq::post(&format!("{b}/v1/models/recommender:recommend"))
+            .set("x-user-id", "someone else")
+            .send_string(&body)
+            .unwrap();
+        assert_eq!(resp.header("x-model-version"), Some(want(u)), "{u}");
+        let answer: Value = resp.into_json().unwrap();
+        assert_eq!(answer["version"], want(u));
+    }
+    // Without a user: drawn at random in the same proportion.
+    let anonymous = (0..1000)
+        .filter(|_| get_as(&format!("{b}/recommend?book_id=10"), None).1 == "v2")
+        .count();
+    assert!((220..=380).contains(&anonymous), "{anonymous} of 1000");
+    let metrics = ureq::get(&format!("{b}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(metrics.contains("cooc_canary_percent 30"), "{metrics}");
+    assert!(
+        metrics.contains("cooc_canary_info{version=\"v2\"} 1"),
+        "{metrics}"
+    );
+    // The canary's own count: every answer it gave (and the few of the wait above).
+    let prefix =
+        "cooc_version_http_requests_total{version=\"v2\",route=\"recommend\",status=\"200\"} ";
+    let counted: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix}\n{metrics}"));
+    let answered = on_canary + anonymous;
+    assert!(
+        (answered..answered + 50).contains(&counted),
+        "{counted} vs {answered}"
+    );
+    assert!(
+        metrics.contains("cooc_version_http_requests_total{version=\"v1\",route=\"recommend\""),
+        "{metrics}"
+    );
+}
+
+/// A canary that does not validate is refused, logged and counted, and everyone stays on
+/// the live version; a good canary set afterwards is served.
+#[test]
+fn a_corrupt_canary_is_refused_and_everyone_stays_on_the_live_version() {
+    let dir = live_store();
+    let store = ModelStore::new(dir.path());
+    let mut bad = model_bytes(2, 0.9);
+    let at = bad.len() - 3;
+    bad[at] ^= 0xff;
+    store.publish("broken", &bad).unwrap();
+    // Written by hand: `cooc models canary` would refuse it before the server saw it.
+    std::fs::write(dir.path().join("CANARY"), "broken 50\n").unwrap();
+    let srv = start(dir.path());
+    let b = &srv.base;
+    wait_for("the live model", || get(&format!("{b}/ready")).0 == 200);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..300 {
+        let (s, v) = get_as(&format!("{b}/recommend?book_id=10"), Some(&format!("u{i}")));
+        assert_eq!((s, v.as_str()), (200, "v1"));
+    }
+    let metrics = ureq::get(&format!("{b}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("cooc_model_reload_failures_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cooc_canary_percent 0"), "{metrics}");
+    store.publish("v2", &model_bytes(2, 0.9)).unwrap();
+    store.set_canary("v2", 50).unwrap();
+    wait_for("the good canary", || {
+        (0..40)
+            .any(|i| get_as(&format!("{b}/recommend?book_id=10"), Some(&format!("u{i}"))).1 == "v2")
+    });
+}
+
+/// Starting, promoting and ending canaries while clients keep asking: not one request
+/// fails, and each step reaches every client.
+#[test]
+fn canary_promote_and_off_under_load_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    use std::sync::Arc;
+    let dir = live_store();
+    let store = ModelStore::new(dir.path());
+    store.publish("v2", &model_bytes(2, 0.9)).unwrap();
+    let srv = start(dir.path());
+    let b = srv.base.clone();
+    wait_for("v1", || get(&format!("{b}/ready")).0 == 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let (b, stop, done, failed) = (b.clone(), stop.clone(), done.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Relaxed) {
+                    i += 1;
+                    let user = format!("client{t}-{}", i % 97);
+                    let ok = if i.is_multiple_of(2) {
+                        get_as(&format!("{b}/recommend?book_id=20"), Some(&user)).0 == 200
+                    } else {
+                        ureq::post(&format!("{b}/v1/models/recommender:recommend"))
+                            .send_string(&json!({"book_ids": [10], "user": user}).to_string())
+                            .is_ok_and(|r| r.status() == 200)
+                    };
+                    done.fetch_add(1, Relaxed);
+                    failed.fetch_add(usize::from(!ok), Relaxed);
+                }
+            })
+        })
+        .collect();
+    let versions = |n: usize| -> std::collections::BTreeSet<String> {
+        (0..n)
+            .map(|i| {
+                get_as(
+                    &format!("{b}/recommend?book_id=10"),
+                    Some(&format!("probe{i}")),
+                )
+                .1
+            })
+            .collect()
+    };
+    let only = |v: &str| std::collections::BTreeSet::from([v.to_string()]);
+    store.set_canary("v2", 50).unwrap();
+    wait_for("the canary", || versions(60).len() == 2);
+    store.promote("v2").unwrap();
+    assert_eq!(
+        store.canary().unwrap(),
+        None,
+        "promoting the canary ends it"
+    );
+    wait_for("v2 for everyone", || versions(60) == only("v2"));
+    store.set_canary("v1", 40).unwrap();
+    wait_for("v1 as the canary", || versions(60).len() == 2);
+    store.end_canary().unwrap();
+    wait_for("the canary to end", || versions(60) == only("v2"));
+    stop.store(true, Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert!(done.load(Relaxed) > 100, "{} requests", done.load(Relaxed));
+    assert_eq!(failed.load(Relaxed), 0, "of {}", done.load(Relaxed));
 }

@@ -67,6 +67,29 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Recommend books for a basket of books, as the server's `:recommend` answers:
+    /// summed similarity to the seeds, excluded books never returned, the rest of k filled
+    /// with the most-bought books.
+    Recommend {
+        /// A model file, or a model store directory (its CURRENT version).
+        model: PathBuf,
+        /// The seed books (comma-separated, or the flag repeated); none gives the
+        /// most-bought books.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        books: Vec<String>,
+        /// A weight per seed book, in the same order (default 1 each).
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        weights: Vec<f32>,
+        /// Books never to recommend (already owned, out of stock).
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        exclude: Vec<String>,
+        /// How many books to recommend (1..=100).
+        #[arg(long, default_value_t = 10)]
+        k: u32,
+        /// Print the server's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export a model's neighbour lists.
     Export {
         /// A model file, or a model store directory (its CURRENT version).
@@ -414,15 +437,28 @@ pub enum SimilarityArg {
 /// `cooc models`.
 #[derive(Subcommand, Debug)]
 pub enum ModelsCmd {
-    /// List versions, marking the live one.
+    /// List versions, marking the live one (`*`) and a canary (`~`, with its share).
     List,
-    /// Make a version live.
+    /// Make a version live (promoting the canary's version ends the canary).
     Promote {
         /// The version's name, as `cooc models list` prints it.
         version: String,
     },
     /// Make the previous version live.
     Rollback,
+    /// Serve a version to a share of users while the live one serves the rest (a user
+    /// always sees the same version); `--off` ends it, `promote` makes it live for all.
+    Canary {
+        /// The version to try.
+        #[arg(required_unless_present = "off", conflicts_with = "off")]
+        version: Option<String>,
+        /// Its share of users, 1..=100 percent.
+        #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+        percent: Option<u8>,
+        /// End the canary: everyone gets the live version.
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 /// `cooc demo`.
@@ -495,14 +531,39 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             match cmd {
                 ModelsCmd::List => {
                     let current = store.current()?;
+                    let canary = store.canary()?;
                     for v in store.versions()? {
-                        let live = if current.as_deref() == Some(v.as_str()) {
-                            "*"
-                        } else {
-                            " "
-                        };
-                        println!("{live} {v}");
+                        match &canary {
+                            _ if current.as_deref() == Some(v.as_str()) => println!("* {v}"),
+                            Some(c) if c.version == v => {
+                                println!("~ {v}  (canary: {}% of users)", c.percent)
+                            }
+                            _ => println!("  {v}"),
+                        }
                     }
+                }
+                ModelsCmd::Canary {
+                    off: true,
+                    version: None,
+                    percent: None,
+                } => match store.end_canary()? {
+                    Some(c) => {
+                        println!("canary {} ended: everyone gets the live version", c.version)
+                    }
+                    None => println!("no canary to end"),
+                },
+                ModelsCmd::Canary {
+                    version: Some(version),
+                    percent: Some(percent),
+                    off: false,
+                } => {
+                    store
+                        .set_canary(&version, percent)
+                        .map_err(|e| ConfigError(e.to_string()))?;
+                    println!("{version} serves {percent}% of users (canary)");
+                }
+                ModelsCmd::Canary { .. } => {
+                    unreachable!("clap requires a version and --percent, or --off")
                 }
                 ModelsCmd::Promote { version } => {
                     store
@@ -519,6 +580,23 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Inspect { model, book, json } => {
             crate::inspect::inspect(&model, book.as_deref(), json)?
         }
+        Cmd::Recommend {
+            model,
+            books,
+            weights,
+            exclude,
+            k,
+            json,
+        } => crate::inspect::recommend(
+            &model,
+            &crate::inspect::BasketArgs {
+                books: &books,
+                weights: &weights,
+                exclude: &exclude,
+                k,
+            },
+            json,
+        )?,
         Cmd::Export {
             model,
             format: ExportFormat::Csv,

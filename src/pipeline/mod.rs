@@ -296,6 +296,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
             &all,
             &fingerprint,
             decay_reference_us,
+            &degree,
         );
         publish::publish(plan, trained, world, timings.clone())
     })();

@@ -27,6 +27,8 @@ pub struct Trained {
     pub topk: TopK,
     /// What defines the model.
     pub meta: ModelMeta,
+    /// The most-bought items with their training basket counts, for popularity backfill.
+    pub popular: Vec<(u32, u64)>,
 }
 
 /// What a run wrote.
@@ -51,6 +53,7 @@ pub(crate) fn assemble(
     all: &[Summary],
     fingerprint: &Fingerprint,
     decay_reference_us: Option<i64>,
+    degree: &[u32],
 ) -> Trained {
     let dataset_fingerprint = match fingerprint {
         Fingerprint::Known(f) => f.clone(),
@@ -99,6 +102,7 @@ pub(crate) fn assemble(
         keys,
         topk: model,
         meta,
+        popular: artifact::popular(degree, artifact::POPULAR_LISTED),
     }
 }
 
@@ -171,6 +175,7 @@ pub fn encode(trained: &Trained, books: Option<&Books>, prov: &Provenance) -> Ve
         indptr: &trained.topk.indptr,
         indices: &trained.topk.indices,
         scores: &trained.topk.scores,
+        popular: &trained.popular,
     })
 }
 

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! 0   magic  "COOCMDL\0"                     8 bytes
-//! 8   format version (u32) = 1
+//! 8   format version (u32) = 2 (1 is still read: it has no popularity sections)
 //! 12  section count (u32)
 //! 16  payload length (u64): bytes after this 32-byte header
 //! 24  CRC-32 (IEEE) of the payload (u32), then 4 zero bytes
@@ -27,8 +27,15 @@ compile_error!("the cooc artifact is read in place as little-endian arrays");
 
 /// First eight bytes of every artifact.
 pub const MAGIC: [u8; 8] = *b"COOCMDL\0";
-/// The only layout this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest layout this build still reads (version 1: no popularity sections, so its
+/// basket answers have no popularity backfill).
+pub const OLDEST_READ_VERSION: u32 = 1;
+/// How many of the most-bought items an artifact lists for popularity backfill (all of
+/// them when fewer were bought). Enough for any basket request within the server's bounds
+/// (100 seeds, 1,000 excluded ids, k <= 100 leave at most 1,199 listed items unusable).
+pub const POPULAR_LISTED: usize = 2048;
 const HEADER_LEN: usize = 32;
 const ENTRY_LEN: usize = 24;
 
@@ -50,6 +57,10 @@ enum Kind {
     Indptr = 10,
     Indices = 11,
     Scores = 12,
+    /// The most-bought items, most first (`u32` ids); version 2 on.
+    PopularItems = 13,
+    /// Their training basket counts `c_i` (`u64`), aligned with `PopularItems`.
+    PopularCounts = 14,
 }
 
 impl Kind {
@@ -68,6 +79,8 @@ impl Kind {
             10 => Indptr,
             11 => Indices,
             12 => Scores,
+            13 => PopularItems,
+            14 => PopularCounts,
             _ => return None,
         })
     }
@@ -91,7 +104,7 @@ pub enum ArtifactError {
         path: PathBuf,
     },
     /// A format version this build does not read.
-    #[error("{path}: model format version {found}, this build reads version {FORMAT_VERSION}")]
+    #[error("{path}: model format version {found}, this build reads versions {OLDEST_READ_VERSION} to {FORMAT_VERSION}")]
     Version {
         /// The file.
         path: PathBuf,
@@ -144,6 +157,27 @@ pub struct ModelParts<'a> {
     pub indices: &'a [u32],
     /// Neighbour scores, aligned with `indices`.
     pub scores: &'a [f32],
+    /// The most-bought items with their training basket counts, most first (ties: item id
+    /// ascending), at most [`POPULAR_LISTED`]; see [`popular`].
+    pub popular: &'a [(u32, u64)],
+}
+
+/// The `listed` most-bought items of `counts` (item `i` was in `counts[i]` training
+/// baskets), most first, ties by item id; items never bought are not listed.
+pub fn popular(counts: &[u32], listed: usize) -> Vec<(u32, u64)> {
+    let mut all: Vec<(u32, u64)> = counts
+        .iter()
+        .enumerate()
+        .filter(|&(_, &c)| c > 0)
+        .map(|(i, &c)| (i as u32, c as u64))
+        .collect();
+    let order = |a: &(u32, u64), b: &(u32, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+    if all.len() > listed {
+        all.select_nth_unstable_by(listed, order);
+        all.truncate(listed);
+    }
+    all.sort_unstable_by(order);
+    all
 }
 
 fn pad8(buf: &mut Vec<u8>) {
@@ -207,6 +241,10 @@ pub fn encode(parts: &ModelParts<'_>) -> Vec<u8> {
     sections.push((Kind::Indptr, bytemuck::cast_slice(parts.indptr).to_vec()));
     sections.push((Kind::Indices, bytemuck::cast_slice(parts.indices).to_vec()));
     sections.push((Kind::Scores, bytemuck::cast_slice(parts.scores).to_vec()));
+    let items: Vec<u32> = parts.popular.iter().map(|p| p.0).collect();
+    let counts: Vec<u64> = parts.popular.iter().map(|p| p.1).collect();
+    sections.push((Kind::PopularItems, bytemuck::cast_slice(&items).to_vec()));
+    sections.push((Kind::PopularCounts, bytemuck::cast_slice(&counts).to_vec()));
 
     let table_end = HEADER_LEN + ENTRY_LEN * sections.len();
     let mut out = vec![0u8; table_end];
@@ -265,6 +303,10 @@ pub struct Model {
     indptr: Range,
     indices: Range,
     scores: Range,
+    /// The popularity sections (items, counts); `None` in a version 1 file.
+    popular: Option<(Range, Range)>,
+    /// The file's format version.
+    version: u32,
     /// Byte ranges of every section but provenance, in file order: the model's identity.
     identity: Vec<Range>,
 }
@@ -342,7 +384,7 @@ impl Model {
             return Err(ArtifactError::BadMagic { path });
         }
         let version = read_u32(b, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(ArtifactError::Version {
                 path,
                 found: version,
@@ -378,7 +420,7 @@ impl Model {
                     "section table of {count} entries overruns the file"
                 ))
             })?;
-        let mut found: [Option<Range>; 13] = Default::default();
+        let mut found: [Option<Range>; 15] = Default::default();
         let mut identity = Vec::new();
         for i in 0..count {
             let at = HEADER_LEN + i * ENTRY_LEN;
@@ -398,6 +440,11 @@ impl Model {
                     ))
                 })?;
             let r = off as usize..end as usize;
+            if version < 2 && matches!(kind, Kind::PopularItems | Kind::PopularCounts) {
+                return Err(invalid(format!(
+                    "section {kind:?} in a version {version} file"
+                )));
+            }
             if found[kind as usize].replace(r.clone()).is_some() {
                 return Err(invalid(format!("section {kind:?} appears twice")));
             }
@@ -424,6 +471,11 @@ impl Model {
             ));
         }
         let n = indptr.len() / 8 - 1;
+        let popular = if version >= 2 {
+            Some((need(Kind::PopularItems)?, need(Kind::PopularCounts)?))
+        } else {
+            None
+        };
         if meta.n_items != n as u64 {
             return Err(invalid(format!(
                 "metadata says {} items, neighbour table has {n}",
@@ -443,6 +495,8 @@ impl Model {
             indptr,
             indices,
             scores,
+            popular,
+            version,
             identity,
         };
         model.check_structure()?;
@@ -474,6 +528,36 @@ impl Model {
             return Err(invalid(
                 "a neighbour score is not a positive finite number".into(),
             ));
+        }
+        if let Some((ri, rc)) = &self.popular {
+            let items: &[u32] =
+                cast(b, ri).ok_or_else(|| invalid("popular items section size".into()))?;
+            let counts: &[u64] =
+                cast(b, rc).ok_or_else(|| invalid("popular counts section size".into()))?;
+            if items.len() != counts.len() || items.len() > n {
+                return Err(invalid("popularity sections disagree in length".into()));
+            }
+            if items.iter().any(|&i| i as usize >= n) || counts.contains(&0) {
+                return Err(invalid(
+                    "a popular item is out of range or never bought".into(),
+                ));
+            }
+            let ordered = items
+                .windows(2)
+                .zip(counts.windows(2))
+                .all(|(i, c)| c[0] > c[1] || (c[0] == c[1] && i[0] < i[1]));
+            if !ordered {
+                return Err(invalid(
+                    "popular items are not most-bought first, ties by id".into(),
+                ));
+            }
+            // Ordered by (count desc, id asc) is not enough: an item listed twice under
+            // two counts would pass.
+            let mut seen = items.to_vec();
+            seen.sort_unstable();
+            if seen.windows(2).any(|w| w[0] == w[1]) {
+                return Err(invalid("a popular item is listed twice".into()));
+            }
         }
         match (&self.keys_int, &self.keys_str) {
             (Some(r), None) => {
@@ -578,6 +662,23 @@ impl Model {
         )
     }
 
+    /// The most-bought items of the training data (ids, and the training baskets holding
+    /// each), most first, ties by id; `None` for a version 1 file, which has no such list.
+    pub fn popular(&self) -> Option<(&[u32], &[u64])> {
+        let b = self.backing.bytes();
+        self.popular.as_ref().map(|(ri, rc)| {
+            (
+                cast::<u32>(b, ri).expect("validated"),
+                cast::<u64>(b, rc).expect("validated"),
+            )
+        })
+    }
+
+    /// The file's format version ([`OLDEST_READ_VERSION`]..=[`FORMAT_VERSION`]).
+    pub fn format_version(&self) -> u32 {
+        self.version
+    }
+
     /// The title of item `i`, if the model stores one.
     pub fn title(&self, i: usize) -> Option<&str> {
         self.titles
@@ -617,7 +718,7 @@ impl Model {
     }
 }
 
-fn pair(found: &[Option<Range>; 13], a: Kind, b: Kind) -> Option<(Range, Range)> {
+fn pair(found: &[Option<Range>; 15], a: Kind, b: Kind) -> Option<(Range, Range)> {
     Some((found[a as usize].clone()?, found[b as usize].clone()?))
 }
 
@@ -660,6 +761,7 @@ pub(crate) mod tests {
             indptr: &[0, 2, 3, 4],
             indices: &[1, 2, 0, 0],
             scores: &[0.9, 0.1, 0.9, 0.1],
+            popular: &[(0, 3), (2, 1)],
         })
     }
 

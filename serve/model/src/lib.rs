@@ -10,9 +10,13 @@
 //!   and provenance.
 //! - [`artifact`]: the binary model file, its writer and its validating reader
 //!   (layout in `serve/ARTIFACT.md`).
-//! - [`store`]: `MODEL_DIR/<version>/model.cooc` plus the atomic `CURRENT` pointer.
+//! - [`basket`]: recommendations for a set of seed items, with exclusions and popularity
+//!   backfill (the server's `:recommend` and `cooc recommend`).
+//! - [`store`]: `MODEL_DIR/<version>/model.cooc` plus the atomic `CURRENT` pointer and the
+//!   optional `CANARY` pointer.
 
 pub mod artifact;
+pub mod basket;
 pub mod keys;
 pub mod meta;
 pub mod store;
@@ -20,4 +24,4 @@ pub mod store;
 pub use artifact::{ArtifactError, Model, ModelParts};
 pub use keys::{Key, Keys};
 pub use meta::{Evaluation, ModelMeta, Provenance, Similarity};
-pub use store::{ModelStore, StoreError};
+pub use store::{Canary, ModelStore, StoreError};

@@ -3,6 +3,8 @@
 //! ```text
 //! MODEL_DIR/
 //!   CURRENT                 the live version's name, one line
+//!   CANARY                  optional: "<version> <percent>", one line: a version that
+//!                           serves that share of users while CURRENT serves the rest
 //!   <version>/model.cooc    one artifact per version, never rewritten
 //!   <version>/CREATED       when it was published (ns since the Unix epoch)
 //! ```
@@ -26,6 +28,17 @@ pub const MODEL_FILE: &str = "model.cooc";
 pub const CURRENT_FILE: &str = "CURRENT";
 /// Name of the publication stamp inside a version directory.
 pub const CREATED_FILE: &str = "CREATED";
+/// Name of the canary pointer file.
+pub const CANARY_FILE: &str = "CANARY";
+
+/// A canary release: `version` answers `percent`% of users, `CURRENT` the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canary {
+    /// The version on trial.
+    pub version: String,
+    /// Its share of users, 1..=100.
+    pub percent: u8,
+}
 
 /// Why a store operation failed. Every variant names the store or the file.
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +100,33 @@ pub enum StoreError {
         /// The store's directory.
         dir: PathBuf,
     },
+    /// CANARY holds something other than `<version> <percent>`.
+    #[error("model store {dir}: CANARY holds {found:?}, not \"<version> <percent 1-100>\"; no canary is served")]
+    BadCanary {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What CANARY holds.
+        found: String,
+    },
+    /// A canary request that cannot be carried out (its percentage, or the live version).
+    #[error("model store {dir}: {detail}")]
+    CanaryRefused {
+        /// The store's directory.
+        dir: PathBuf,
+        /// Why.
+        detail: String,
+    },
     /// A version's artifact does not validate.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+}
+
+/// The bucket (0..100) a user id falls in for canary releases: the CRC-32 (IEEE) of its
+/// bytes scaled to 0..100. A user is served a canary of `p` percent when its bucket is
+/// below `p`: the same user always gets the same version, on every server replica, and a
+/// share raised from 5% to 20% keeps the first 5% on the canary.
+pub fn user_bucket(user: &[u8]) -> u8 {
+    ((u64::from(crc32fast::hash(user)) * 100) >> 32) as u8
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -278,7 +315,96 @@ impl ModelStore {
             &self.dir.join(CURRENT_FILE),
             format!("{version}\n").as_bytes(),
         )?;
+        // Promoting the canary's version ends the canary: everyone is on it now. (Until
+        // CANARY goes, a reader sees the canary equal to CURRENT, which serves everyone
+        // the same version too.)
+        if let Ok(Some(c)) = self.canary() {
+            if c.version == version {
+                self.end_canary()?;
+            }
+        }
         Ok(model)
+    }
+
+    /// The canary, if one is set. A `CANARY` file that does not hold `<version>
+    /// <percent>` with a version name and 1..=100 is an error (the server then serves no
+    /// canary).
+    pub fn canary(&self) -> Result<Option<Canary>, StoreError> {
+        let p = self.dir.join(CANARY_FILE);
+        let text = match fs::read_to_string(&p) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&p)(e)),
+        };
+        let bad = || StoreError::BadCanary {
+            dir: self.dir.clone(),
+            found: text.trim().chars().take(200).collect(),
+        };
+        let mut words = text.split_whitespace();
+        let (Some(version), Some(percent), None) = (words.next(), words.next(), words.next())
+        else {
+            return Err(bad());
+        };
+        let percent: u8 = percent.parse().map_err(|_| bad())?;
+        if !valid_name(version) || !(1..=100).contains(&percent) {
+            return Err(bad());
+        }
+        Ok(Some(Canary {
+            version: version.to_owned(),
+            percent,
+        }))
+    }
+
+    /// Starts (or changes) a canary: `version`, which must load and must not be the live
+    /// version, serves `percent`% of users.
+    pub fn set_canary(&self, version: &str, percent: u8) -> Result<Model, StoreError> {
+        let refused = |detail: String| StoreError::CanaryRefused {
+            dir: self.dir.clone(),
+            detail,
+        };
+        if !(1..=100).contains(&percent) {
+            return Err(refused(format!(
+                "a canary's share is 1 to 100 percent, not {percent} (end one with --off)"
+            )));
+        }
+        let path = self.model_path(version);
+        if !valid_name(version) || !path.is_file() {
+            return Err(StoreError::NoSuchVersion {
+                dir: self.dir.clone(),
+                version: version.into(),
+            });
+        }
+        match self.current()? {
+            Some(live) if live == version => {
+                return Err(refused(format!(
+                    "{version} is the live version already; a canary tries another one"
+                )))
+            }
+            None => {
+                return Err(refused(
+                    "no CURRENT version yet: promote one before trying another as a canary".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+        let model = Model::open(&path)?;
+        write_atomic(
+            &self.dir.join(CANARY_FILE),
+            format!("{version} {percent}\n").as_bytes(),
+        )?;
+        Ok(model)
+    }
+
+    /// Ends the canary, if any: everyone is served `CURRENT`. Returns the canary ended.
+    pub fn end_canary(&self) -> Result<Option<Canary>, StoreError> {
+        let old = self.canary().ok().flatten();
+        let p = self.dir.join(CANARY_FILE);
+        match fs::remove_file(&p) {
+            Ok(()) => sync_dir(&self.dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&p)(e)),
+        }
+        Ok(old)
     }
 
     /// Makes the version published just before the live one live; returns its name.
@@ -343,6 +469,48 @@ mod tests {
             store.promote("nope"),
             Err(StoreError::NoSuchVersion { .. })
         ));
+    }
+
+    #[test]
+    fn a_canary_is_another_valid_version_and_promoting_it_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::new(dir.path());
+        let good = crate::artifact::tests::sample(crate::keys::Keys::Int(vec![1, 2, 3]));
+        for v in ["v1", "v2"] {
+            store.publish(v, &good).unwrap();
+        }
+        store.publish("bad", b"not a model").unwrap();
+        let refused = |r: Result<Model, StoreError>| r.unwrap_err().to_string();
+        assert!(refused(store.set_canary("v2", 10)).contains("no CURRENT"));
+        store.promote("v1").unwrap();
+        assert!(refused(store.set_canary("v1", 10)).contains("live version"));
+        assert!(refused(store.set_canary("v2", 0)).contains("1 to 100"));
+        assert!(refused(store.set_canary("v2", 101)).contains("1 to 100"));
+        assert!(store.set_canary("bad", 10).is_err());
+        assert!(store.set_canary("nope", 10).is_err());
+        assert_eq!(store.canary().unwrap(), None);
+        store.set_canary("v2", 25).unwrap();
+        let c = Canary {
+            version: "v2".into(),
+            percent: 25,
+        };
+        assert_eq!(store.canary().unwrap(), Some(c.clone()));
+        // Promoting another version leaves the canary; promoting the canary ends it.
+        store.promote("v1").unwrap();
+        assert_eq!(store.canary().unwrap(), Some(c));
+        store.promote("v2").unwrap();
+        assert_eq!(store.canary().unwrap(), None);
+        assert_eq!(store.current().unwrap().as_deref(), Some("v2"));
+        store.set_canary("v1", 50).unwrap();
+        assert_eq!(store.end_canary().unwrap().map(|c| c.percent), Some(50));
+        assert_eq!(store.end_canary().unwrap(), None);
+        for bad in ["v1", "v1 0", "v1 x", "../v1 5", "v1 5 6"] {
+            fs::write(dir.path().join(CANARY_FILE), bad).unwrap();
+            assert!(
+                matches!(store.canary(), Err(StoreError::BadCanary { .. })),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

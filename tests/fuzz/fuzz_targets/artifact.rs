@@ -13,5 +13,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = m.find(m.key(i));
         }
         let _ = m.identity_digest();
+        // Basket answers walk the neighbour lists and the popularity list together.
+        let seeds: Vec<(u32, f32)> = (0..m.n_items().min(4) as u32).map(|i| (i, 1.0)).collect();
+        let _ = cooc_model::basket::recommend(&m, &seeds, &[0], 8);
     }
 });

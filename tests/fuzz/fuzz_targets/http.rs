@@ -1,5 +1,6 @@
-//! cooc-serve's request parsing: the first byte picks the route (`/recommend` query or
-//! `:predict` body) and the model's key kind; the rest is the query string or the body.
+//! cooc-serve's request parsing: the first byte picks the route (`/recommend` query,
+//! `:predict` body, or with bit 4 `:recommend` body) and the model's key kind; the rest is
+//! the query string or the body.
 #![no_main]
 use std::sync::OnceLock;
 
@@ -20,6 +21,8 @@ fuzz_target!(|data: &[u8]| {
     };
     if pick & 1 == 0 {
         h.recommend(rest);
+    } else if pick & 4 != 0 {
+        h.basket(rest);
     } else {
         h.predict(rest);
     }
