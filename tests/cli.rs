@@ -284,6 +284,13 @@ fn models_list_promote_rollback() {
     );
     assert!(models(&["canary", "--off"]).status.success());
     assert!(!store.join("CANARY").exists());
+    // A CANARY that does not parse is no canary: listed with a warning, not an error.
+    fs::write(store.join("CANARY"), "../elsewhere 10\n").unwrap();
+    let out = models(&["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("CANARY holds"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("* {v2}")));
+    fs::remove_file(store.join("CANARY")).unwrap();
     assert!(models(&["canary", &v1, "--percent", "20"]).status.success());
     ok(&["models", "promote", &v1, "--model-dir", p(&store)]);
     assert!(

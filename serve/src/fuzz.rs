@@ -169,6 +169,9 @@ mod tests {
             h.basket(b"{\"book_ids\": [1e400], \"weights\": [1e39]}");
             h.basket(b"{\"book_ids\": [10, 20, 10, 99], \"weights\": [1, 2.5, 3, 1e-3], \"exclude\": [30, 7], \"k\": 4, \"extra\": {}}");
             h.basket(b"{\"book_ids\": [], \"k\": 100}");
+            // Values the fast path's parser would skip unchecked in an unknown field.
+            h.basket(b"{\"book_ids\": [10], \"x\": 1e400}");
+            h.basket(b"{\"book_ids\": [10], \"x\": \"\xff\"}");
             h.recommend(b"book_id=%ff%fe&k=99999999999999999999");
         }
     }

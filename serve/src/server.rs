@@ -1353,7 +1353,10 @@ fn basket_answer(state: &AppState, live: &Live, body: &Value) -> Result<Response
 /// The most common `:recommend` body, for a model keyed by integers, parsed straight into
 /// its fields rather than through a JSON tree. A body of another shape (string keys, a
 /// wrong type, a bound exceeded) goes the general way, which names what is wrong.
+/// Unknown fields send a body the general way: serde skips an ignored value without the
+/// checks a JSON tree makes (a number out of range, say), so the two would differ.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct IntBasket<'a> {
     book_ids: Vec<i64>,
     #[serde(default)]
@@ -1376,7 +1379,10 @@ pub(crate) fn basket_fast(
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return None;
     }
-    let req: IntBasket<'_> = serde_json::from_slice(body).ok()?;
+    // UTF-8 first: serde skips the strings of fields it ignores without checking them,
+    // where the general path refuses the body (the fuzz target found this difference).
+    let body = std::str::from_utf8(body).ok()?;
+    let req: IntBasket<'_> = serde_json::from_str(body).ok()?;
     let exclude = req.exclude.as_deref().unwrap_or_default();
     let k = match req.k {
         None => state.cfg.default_k,

@@ -531,7 +531,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             match cmd {
                 ModelsCmd::List => {
                     let current = store.current()?;
-                    let canary = store.canary()?;
+                    // A CANARY that does not parse is no canary (the server serves none
+                    // either): say so, and still list the versions.
+                    let canary = store.canary().unwrap_or_else(|e| {
+                        eprintln!("cooc: warning: {e}");
+                        None
+                    });
                     for v in store.versions()? {
                         match &canary {
                             _ if current.as_deref() == Some(v.as_str()) => println!("* {v}"),
