@@ -778,6 +778,16 @@ fn unprocessable(loc: &[&str], kind: &str, msg: String, input: Value) -> Respons
     )
 }
 
+/// The 422 for a body that is not JSON.
+fn json_invalid(e: &serde_json::Error) -> Response {
+    unprocessable(
+        &["body"],
+        "json_invalid",
+        format!("JSON decode error: {e}"),
+        Value::Null,
+    )
+}
+
 fn not_ready() -> Response {
     json_response(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1061,14 +1071,7 @@ pub(crate) fn predict_inner(
     let model = &live.model;
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => {
-            return unprocessable(
-                &["body"],
-                "json_invalid",
-                format!("JSON decode error: {e}"),
-                Value::Null,
-            )
-        }
+        Err(e) => return json_invalid(&e),
     };
     let Some(instances) = body.get("instances").and_then(Value::as_array) else {
         return unprocessable(
@@ -1252,14 +1255,7 @@ pub(crate) fn basket_general(
                 v,
             )
         }
-        Err(e) => {
-            return unprocessable(
-                &["body"],
-                "json_invalid",
-                format!("JSON decode error: {e}"),
-                Value::Null,
-            )
-        }
+        Err(e) => return json_invalid(&e),
     };
     let user = match body.get("user") {
         None | Some(Value::Null) => header_user,

@@ -445,6 +445,15 @@ fn live_store() -> tempfile::TempDir {
     dir
 }
 
+/// `cooc-serve` on a store whose live version `v1` is loaded (keep the directory alive).
+fn serving_v1() -> (tempfile::TempDir, Server) {
+    let dir = live_store();
+    let srv = start(dir.path());
+    let b = srv.base.clone();
+    wait_for("v1", || get(&format!("{b}/ready")).0 == 200);
+    (dir, srv)
+}
+
 /// Opens a connection and sends half a request head.
 fn half_sent(base: &str) -> std::net::TcpStream {
     use std::io::Write;
@@ -457,10 +466,8 @@ fn half_sent(base: &str) -> std::net::TcpStream {
 
 #[test]
 fn predict_bounds_its_body_and_instances_in_fastapi_shape() {
-    let dir = live_store();
-    let srv = start(dir.path());
+    let (_dir, srv) = serving_v1();
     let b = &srv.base;
-    wait_for("v1", || get(&format!("{b}/ready")).0 == 200);
     let url = format!("{b}/v1/models/recommender:predict");
     let many = format!(
         "{{\"instances\": [{}]}}",
@@ -567,10 +574,8 @@ fn connections_beyond_the_cap_wait_and_are_served_when_a_slot_frees() {
 /// books never returned, unknown seeds listed, and FastAPI-shaped 422s beyond the bounds.
 #[test]
 fn basket_recommendations_sum_exclude_and_backfill() {
-    let dir = live_store();
-    let srv = start(dir.path());
+    let (_dir, srv) = serving_v1();
     let b = &srv.base;
-    wait_for("v1", || get(&format!("{b}/ready")).0 == 200);
     let url = format!("{b}/v1/models/recommender:recommend");
     let ask = |body: Value| post(&url, &body.to_string());
     let books = |body: &Value| -> Vec<(i64, String)> {
