@@ -68,7 +68,7 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<DemoOutcome> {
             min_hit_rate: None,
         },
         output: Output::Store {
-            dir: model_dir.clone(),
+            store: model_dir.display().to_string(),
             promote: true,
         },
         threads: plan.threads,

@@ -13,12 +13,18 @@ use serde_json::json;
 
 use crate::error::ConfigError;
 
-/// Opens a model file, or the live model of a store directory.
+/// Opens a model file, or the live model of a store (a directory, or an object-store URL
+/// such as `s3://bucket/prefix`).
 pub fn open(path: &Path) -> anyhow::Result<(Option<String>, Model)> {
+    if let Some(url) = path.to_str().filter(|p| p.contains("://")) {
+        let store = ModelStore::open(url).map_err(|e| ConfigError(e.to_string()))?;
+        let (v, m) = store.load_current()?;
+        return Ok((Some(v), m));
+    }
     if path.is_dir() {
         let store = ModelStore::new(path);
         if let Some(v) = store.current()? {
-            let m = Model::open(&store.model_path(&v))?;
+            let m = store.open_model(&v)?;
             return Ok((Some(v), m));
         }
         let direct = path.join(MODEL_FILE);

@@ -63,7 +63,7 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
             outcome.example
         );
         let cfg = server::Config {
-            model_dir,
+            store: cooc_model::ModelStore::new(model_dir),
             model_name: "recommender".into(),
             default_k: 5,
             reload_interval: std::time::Duration::from_secs(2),

@@ -93,8 +93,8 @@ impl Source {
 pub enum Output {
     /// Publish as a new version of a model store; promote it to `CURRENT` unless told not to.
     Store {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store: a directory, or an object-store URL (`s3://bucket/prefix`).
+        store: String,
         /// Make the new version live.
         promote: bool,
     },

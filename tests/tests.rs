@@ -14,5 +14,6 @@ mod kernel_props;
 mod layers;
 mod manifests;
 mod newcomer;
+mod s3;
 mod submit;
 mod tune;

@@ -65,7 +65,7 @@ impl Harness {
             .expect("publishing the fuzz model");
         store.promote("v1").expect("promoting the fuzz model");
         let state = AppState::new(Config {
-            model_dir: dir,
+            store: store.clone(),
             model_name: "recommender".into(),
             default_k: 5,
             reload_interval: Duration::from_secs(3600),

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::metrics::{Metrics, Route, Slot, VersionStats};
-use cooc_model::{ArtifactError, Key, Model, ModelStore};
+use cooc_model::{Key, Model, ModelStore, StoreError};
 
 /// The header naming a request's user, for canary assignment.
 pub const USER_HEADER: &str = "x-user-id";
@@ -40,11 +40,13 @@ pub const MAX_K: u32 = 100;
 /// serve, `cooc-serve` and `cooc serve`, take exactly these).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Model store directory (holds CURRENT and one directory per version). The default is
-    /// the pods' volume path, where the JobSet's ranks publish; `cooc train` on a laptop
-    /// publishes into ./model, so pass --model-dir model there.
+    /// Model store: a directory (holds CURRENT and one directory per version), or the
+    /// same layout on object storage, s3://bucket/prefix (gs://, az:// alike; credentials
+    /// from the standard environment). The default is the pods' volume path, where the
+    /// JobSet's rank 0 publishes; `cooc train` on a laptop publishes into ./model, so pass
+    /// --model-dir model there.
     #[arg(long, env = "MODEL_DIR", default_value = "/workspace/model")]
-    pub model_dir: std::path::PathBuf,
+    pub model_dir: String,
     /// Name served under /v1/models/<name>.
     #[arg(long, env = "MODEL_NAME", default_value = "recommender")]
     pub model_name: String,
@@ -79,8 +81,9 @@ impl ServeArgs {
                 self.default_k
             ));
         }
+        let store = ModelStore::open(&self.model_dir).map_err(|e| format!("MODEL_DIR: {e}"))?;
         Ok(Config {
-            model_dir: self.model_dir.clone(),
+            store,
             model_name: self.model_name.clone(),
             default_k: self.default_k,
             reload_interval: Duration::from_millis(self.reload_interval_ms.max(50)),
@@ -136,7 +139,7 @@ pub const MAX_EXCLUDED: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The model store to serve from.
-    pub model_dir: std::path::PathBuf,
+    pub store: ModelStore,
     /// Served under `/v1/models/<name>`.
     pub model_name: String,
     /// `k` when a request gives none; 1..=MAX_K.
@@ -289,7 +292,7 @@ impl AppState {
     /// The server's state for `cfg`, leaked: it lives as long as the process.
     pub fn new(cfg: Config) -> &'static AppState {
         Box::leak(Box::new(AppState {
-            store: ModelStore::new(&cfg.model_dir),
+            store: cfg.store.clone(),
             cfg,
             live: ArcSwapOption::empty(),
             metrics: Metrics::default(),
@@ -321,9 +324,9 @@ impl AppState {
     }
 
     /// Reads and validates `version` into a servable [`Live`]. Blocking.
-    fn load(&self, version: &str) -> Result<(Live, f64), ArtifactError> {
+    fn load(&self, version: &str) -> Result<(Live, f64), StoreError> {
         let started = Instant::now();
-        let model = Model::open(&self.store.model_path(version))?;
+        let model = self.store.open_model(version)?;
         let secs = started.elapsed().as_secs_f64();
         // Leaked once per load (a few bytes; loads are rare) so that the header is
         // `'static`: cloning it per response then costs nothing, where a shared or copied
@@ -426,8 +429,8 @@ impl AppState {
                 self.canary.store(Some(Arc::new(canary)));
                 *self.canary_note.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
-            Err(e @ ArtifactError::Io { .. }) => {
-                // Not there yet: the next check tries again.
+            Err(e) if e.is_transient() => {
+                // Not there yet, or the store did not answer: the next check tries again.
                 note(
                     format!("canary {} not readable yet: {e}", want.version),
                     false,
@@ -502,8 +505,9 @@ impl AppState {
                 *failed = None;
                 Reload::Loaded(version)
             }
-            Err(e @ ArtifactError::Io { .. }) => {
-                // Not there yet, out of file descriptors, a network volume's EIO: try again.
+            Err(e) if e.is_transient() => {
+                // Not there yet, out of file descriptors, a network volume's EIO, an object
+                // store that did not answer: try again.
                 self.metrics.reload_failures.inc();
                 let attempts = failed
                     .as_ref()
@@ -553,7 +557,7 @@ pub async fn run(
     .await?;
     match &first {
         Reload::NoCurrent => tracing::warn!(
-            dir = %state.cfg.model_dir.display(),
+            store = %state.store.location(),
             "no model yet; /ready answers 503 until CURRENT names one"
         ),
         Reload::Refused(e) => tracing::error!("initial model refused: {e}"),

@@ -392,7 +392,7 @@ fn a_live_model_truncated_or_rewritten_on_disk_never_crashes_the_server() {
     let mut srv = start(dir.path());
     let b = &srv.base;
     wait_for("v1 to load", || get(&format!("{b}/ready")).0 == 200);
-    let file = store.model_path("v1");
+    let file = store.model_path("v1").unwrap();
     // An operator's mistakes: the file cut short, then overwritten in place with garbage.
     let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     f.set_len(40).unwrap();
@@ -430,7 +430,7 @@ fn a_version_not_readable_yet_is_retried_until_it_loads() {
     });
     // A model that does not validate is refused for good, and the live one keeps serving.
     std::fs::create_dir_all(dir.path().join("bad")).unwrap();
-    std::fs::write(store.model_path("bad"), b"not a model").unwrap();
+    std::fs::write(store.model_path("bad").unwrap(), b"not a model").unwrap();
     cooc_model::store::write_atomic(&dir.path().join("CURRENT"), b"bad\n").unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(get(&format!("{b}/ready")).1.as_deref(), Some("v2"));

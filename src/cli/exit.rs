@@ -24,7 +24,7 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
             // such version, nothing to roll back to, a model that does not validate) is
             // the caller's input.
             return match e {
-                StoreError::Io { .. } => Exit::Failure,
+                StoreError::Io { .. } | StoreError::Remote { .. } => Exit::Failure,
                 _ => Exit::Bad,
             };
         }

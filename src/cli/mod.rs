@@ -49,9 +49,9 @@ pub enum Cmd {
     Tune(TuneArgs),
     /// List, promote or roll back model versions.
     Models {
-        /// Model store directory.
+        /// Model store: a directory, or s3://bucket/prefix (gs://, az:// alike).
         #[arg(long, env = "MODEL_DIR", default_value = "model", global = true)]
-        model_dir: PathBuf,
+        model_dir: String,
         /// What to do.
         #[command(subcommand)]
         cmd: ModelsCmd,
@@ -154,6 +154,11 @@ pub struct SubmitArgs {
     /// A Kueue WorkloadPriorityClass for the run.
     #[arg(long)]
     pub priority_class: Option<String>,
+    /// Publish to object storage instead of the model volume: s3://bucket/prefix (gs://,
+    /// az://). No rank mounts the volume (as in jobset/s3/); credentials come from the
+    /// pods' identity or the optional Secret cooc-model-store.
+    #[arg(long, value_name = "URL")]
+    pub model_dir: Option<String>,
     /// Print the JobSet as YAML and contact no cluster.
     #[arg(long)]
     pub dry_run: bool,
@@ -350,10 +355,12 @@ pub struct TrainArgs {
     /// Fail (exit 2, register nothing) below this mean first-neighbour score, in 0..=1.
     #[arg(long, env = "COOC_MIN_AVG_TOP1_COSINE")]
     min_avg_top1_cosine: Option<f64>,
-    /// Model store to publish into (relative to the working directory; pods pass
-    /// /workspace/model, where cooc-serve looks by default).
+    /// Model store to publish into: a directory (relative to the working directory; pods
+    /// pass /workspace/model, where cooc-serve looks by default), or the same layout on
+    /// object storage, s3://bucket/prefix (gs://, az:// alike; credentials from the
+    /// standard environment: AWS_*, GOOGLE_*, AZURE_*).
     #[arg(long, env = "MODEL_DIR", default_value = "model")]
-    pub model_dir: PathBuf,
+    pub model_dir: String,
     /// Publish without making the new version live.
     #[arg(long, env = "COOC_NO_PROMOTE")]
     pub no_promote: bool,
@@ -520,14 +527,14 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Train(a) => return train::train(a),
         Cmd::Tune(a) => return tune::tune(a),
         Cmd::Models { model_dir, cmd } => {
-            if !model_dir.is_dir() {
+            let store = ModelStore::open(&model_dir)
+                .map_err(|e| ConfigError(format!("--model-dir: {e}")))?;
+            if store.local_dir().is_some_and(|d| !d.is_dir()) {
                 return Err(ConfigError(format!(
-                    "--model-dir {}: no such model store (a directory that `cooc train` publishes into)",
-                    model_dir.display()
+                    "--model-dir {model_dir}: no such model store (a directory that `cooc train` publishes into)"
                 ))
                 .into());
             }
-            let store = ModelStore::new(&model_dir);
             match cmd {
                 ModelsCmd::List => {
                     let current = store.current()?;

@@ -140,7 +140,11 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
         output: match &a.out {
             Some(p) => Output::File(p.clone()),
             None => Output::Store {
-                dir: a.model_dir.clone(),
+                // A store this build cannot open is a configuration error, found before
+                // any training (opening touches neither the disk nor the network).
+                store: cooc_model::ModelStore::open(&a.model_dir)
+                    .map_err(|e| ConfigError(format!("--model-dir: {e}")))?
+                    .location(),
                 promote: !a.no_promote,
             },
         },
@@ -264,19 +268,20 @@ fn summary(r: &TrainReport, plan: &TrainPlan, secs: f64) {
         );
     }
     match &plan.output {
-        Output::File(_) => eprintln!("wrote {}", r.path.display()),
-        Output::Store { dir, promote: true } => {
-            eprintln!("version {} is live in {}", r.written, dir.display())
+        Output::File(_) => eprintln!("wrote {}", r.path),
+        Output::Store {
+            store,
+            promote: true,
+        } => {
+            eprintln!("version {} is live in {store}", r.written)
         }
         Output::Compare(_) => {}
         Output::Store {
-            dir,
+            store,
             promote: false,
         } => eprintln!(
-            "version {} published in {}, not live (--no-promote): `cooc models promote {}` makes it live",
-            r.written,
-            dir.display(),
-            r.written
+            "version {} published in {store}, not live (--no-promote): `cooc models promote {}` makes it live",
+            r.written, r.written
         ),
     }
 }

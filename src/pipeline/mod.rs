@@ -32,8 +32,6 @@ pub mod publish;
 pub(crate) mod share;
 pub mod tune;
 
-use std::path::PathBuf;
-
 use crate::backend::Engine;
 use crate::csr::Csr;
 use crate::eval;
@@ -56,8 +54,8 @@ pub struct RankReport {
     pub world: u32,
     /// The version (or file) rank 0 wrote; on other ranks, as rank 0 confirmed it.
     pub written: String,
-    /// The artifact's path.
-    pub path: PathBuf,
+    /// Where the artifact went: its path, or its object's URL.
+    pub path: String,
     /// Rank 0's report of the write; `None` on other ranks.
     pub report: Option<TrainReport>,
     /// How long each phase took on this rank.
@@ -273,7 +271,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
                 rank,
                 world,
                 written,
-                path: path.into(),
+                path,
                 report: None,
                 timings,
                 traffic: comm.traffic(),
@@ -303,7 +301,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     let said = match &result {
         Ok(r) => WriteOutcome::Written {
             written: r.written.clone(),
-            path: r.path.display().to_string(),
+            path: r.path.clone(),
         },
         Err(e) => WriteOutcome::Failed(Failure::of(e)),
     };

@@ -38,8 +38,8 @@ pub struct TrainReport {
     pub meta: ModelMeta,
     /// The version published (store output) or the file written.
     pub written: String,
-    /// The artifact's path.
-    pub path: PathBuf,
+    /// Where the artifact went: its path, or its object's URL.
+    pub path: String,
     /// How long each phase took on rank 0.
     pub timings: Timings,
 }
@@ -241,10 +241,10 @@ pub(crate) fn publish(
         Output::File(path) => {
             store::write_atomic(path, &bytes)
                 .with_context(|| format!("writing {}", path.display()))?;
-            (path.display().to_string(), path.clone())
+            (path.display().to_string(), path.display().to_string())
         }
-        Output::Store { dir, promote } => {
-            let store = ModelStore::new(dir);
+        Output::Store { store, promote } => {
+            let store = ModelStore::open(store)?;
             let base = version_name(now, check.identity_digest());
             let (version, path) = store
                 .publish_new(&base, &bytes)

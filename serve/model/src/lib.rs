@@ -3,7 +3,9 @@
 //! The contract between the trainer (`cooc`) and the server (`cooc-serve`): both depend on
 //! this crate and neither on the other. It is kept small on purpose: serde, bytemuck,
 //! crc32fast and tempfile, no async runtime, no HTTP, no thread pool, no network
-//! (`cargo tree -p cooc-model -e normal`).
+//! (`cargo tree -p cooc-model -e normal`). The `object-store` feature, which both binaries
+//! turn on, adds the store's object-storage backend (the `object_store` client and a
+//! one-thread runtime of its own, behind the same blocking API).
 //!
 //! - [`keys`]: item keys as a model stores them.
 //! - [`meta`]: the similarity measure, the metadata that defines a model, its evaluation
@@ -13,7 +15,8 @@
 //! - [`basket`]: recommendations for a set of seed items, with exclusions and popularity
 //!   backfill (the server's `:recommend` and `cooc recommend`).
 //! - [`store`]: `MODEL_DIR/<version>/model.cooc` plus the atomic `CURRENT` pointer and the
-//!   optional `CANARY` pointer.
+//!   optional `CANARY` pointer, in a directory or on object storage (`s3://`, `gs://`,
+//!   `az://`).
 
 pub mod artifact;
 pub mod basket;

@@ -1,7 +1,8 @@
-//! The model store: a directory of immutable model versions and a `CURRENT` pointer.
+//! The model store: immutable model versions and a `CURRENT` pointer, in a directory or
+//! on object storage.
 //!
 //! ```text
-//! MODEL_DIR/
+//! MODEL_DIR/                a directory, or s3://bucket/prefix (gs://, az:// alike)
 //!   CURRENT                 the live version's name, one line
 //!   CANARY                  optional: "<version> <percent>", one line: a version that
 //!                           serves that share of users while CURRENT serves the rest
@@ -9,18 +10,24 @@
 //!   <version>/CREATED       when it was published (ns since the Unix epoch)
 //! ```
 //!
-//! Every write is atomic (a temp file of a random name created with `O_EXCL`, fsync,
-//! rename, fsync of the directory), so a reader (the server, a crashed trainer's successor)
-//! sees either the old state or the new one, and concurrent writers never share a temp
-//! file. `CURRENT` is read as a version name (letters, digits, `.`, `_`, `-`), never as a
-//! path. Versions are ordered by when they were published, not by name. Owns nothing
-//! about how models are trained or served.
+//! The rules live here (names, validation before a version goes live, canary rules,
+//! rollback order); the two backends only read, write and list: [`dir`] (atomic
+//! temp-file-and-rename writes) and, with the `object-store` feature, [`object`] (single
+//! PUTs, which object stores apply atomically). Either way a reader (the server, a crashed
+//! trainer's successor) sees the old state or the new one, and no publisher overwrites
+//! another's version. `CURRENT` is read as a version name (letters, digits, `.`, `_`, `-`),
+//! never as a path. Versions are ordered by when they were published, not by name. Owns
+//! nothing about how models are trained or served.
 
-use std::fs::{self, File};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::artifact::{ArtifactError, Model};
+
+pub mod dir;
+#[cfg(feature = "object-store")]
+pub mod object;
+
+pub use dir::write_atomic;
 
 /// Name of the file inside a version directory.
 pub const MODEL_FILE: &str = "model.cooc";
@@ -51,74 +58,105 @@ pub enum StoreError {
         /// The underlying error.
         error: std::io::Error,
     },
+    /// An object of the store could not be read or written (network, credentials,
+    /// permissions, the service's answer). The URL never carries credentials.
+    #[error("{location}: {error}")]
+    Remote {
+        /// The object's URL.
+        location: String,
+        /// The object-store client's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `--model-dir` names no store this build can open.
+    #[error("model store {store}: {detail}")]
+    Location {
+        /// What was given.
+        store: String,
+        /// Why it cannot be opened.
+        detail: String,
+    },
     /// No version of that name.
-    #[error("model store {dir}: no version named {version:?}")]
+    #[error("model store {store}: no version named {version:?}")]
     NoSuchVersion {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// The version's name.
         version: String,
     },
     /// A version of that name exists already.
-    #[error("model store {dir}: version {version:?} already exists")]
+    #[error("model store {store}: version {version:?} already exists")]
     Exists {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// The version's name.
         version: String,
     },
     #[error(
-        "model store {dir}: {0:?} is not a valid version name (letters, digits, '.', '_', '-')",
+        "model store {store}: {0:?} is not a valid version name (letters, digits, '.', '_', '-')",
         version
     )]
     /// Not a valid version name.
     BadName {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// The version's name.
         version: String,
     },
     /// Nothing to roll back to.
-    #[error("model store {dir}: nothing to roll back to: {detail}")]
+    #[error("model store {store}: nothing to roll back to: {detail}")]
     NoPrevious {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// What went wrong.
         detail: String,
     },
     /// CURRENT holds something other than a version name.
-    #[error("model store {dir}: CURRENT holds {found:?}, which is not a version name (letters, digits, '.', '_', '-'); refusing to follow it")]
+    #[error("model store {store}: CURRENT holds {found:?}, which is not a version name (letters, digits, '.', '_', '-'); refusing to follow it")]
     BadCurrent {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// What CURRENT holds.
         found: String,
     },
     /// No CURRENT version yet.
-    #[error("model store {dir}: no CURRENT version yet")]
+    #[error("model store {store}: no CURRENT version yet")]
     NoCurrent {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
     },
     /// CANARY holds something other than `<version> <percent>`.
-    #[error("model store {dir}: CANARY holds {found:?}, not \"<version> <percent 1-100>\"; no canary is served")]
+    #[error("model store {store}: CANARY holds {found:?}, not \"<version> <percent 1-100>\"; no canary is served")]
     BadCanary {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// What CANARY holds.
         found: String,
     },
     /// A canary request that cannot be carried out (its percentage, or the live version).
-    #[error("model store {dir}: {detail}")]
+    #[error("model store {store}: {detail}")]
     CanaryRefused {
-        /// The store's directory.
-        dir: PathBuf,
+        /// The store.
+        store: String,
         /// Why.
         detail: String,
     },
     /// A version's artifact does not validate.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: the file or object could not be read or
+    /// written (not there yet, a network error, EIO), as opposed to something that will
+    /// stay wrong (a model that does not validate, a bad name).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io { .. }
+                | StoreError::Remote { .. }
+                | StoreError::Artifact(ArtifactError::Io { .. })
+        )
+    }
 }
 
 /// The bucket (0..100) a user id falls in for canary releases: the CRC-32 (IEEE) of its
@@ -129,42 +167,6 @@ pub fn user_bucket(user: &[u8]) -> u8 {
     ((u64::from(crc32fast::hash(user)) * 100) >> 32) as u8
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |error| StoreError::Io {
-        path: path.to_owned(),
-        error,
-    }
-}
-
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename,
-/// fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    // A random name, created exclusively: a PID is 1 in every container, and two writers
-    // in one process share it.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
-    // On failure the temp file is removed when `tmp` drops.
-    tmp.persist(path).map_err(|e| StoreError::Io {
-        path: path.to_owned(),
-        error: e.error,
-    })?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
-
 fn valid_name(v: &str) -> bool {
     !v.is_empty()
         && !v.starts_with('.')
@@ -172,37 +174,121 @@ fn valid_name(v: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
-/// A model directory.
+/// Where the versions live.
 #[derive(Debug, Clone)]
-pub struct ModelStore {
-    /// The store's directory.
-    dir: PathBuf,
+enum Backend {
+    Dir(dir::DirBackend),
+    #[cfg(feature = "object-store")]
+    Object(std::sync::Arc<object::ObjectBackend>),
 }
 
+/// Calls the same method on whichever backend holds the store.
+macro_rules! on_backend {
+    ($self:expr, $b:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Dir($b) => $call,
+            #[cfg(feature = "object-store")]
+            Backend::Object($b) => $call,
+        }
+    };
+}
+
+/// A model store: a directory, or a prefix of a bucket.
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    backend: Backend,
+}
+
+/// URL schemes of object stores (`object_store`'s names for S3, GCS and Azure).
+const OBJECT_SCHEMES: [&str; 8] = ["s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "adl"];
+
 impl ModelStore {
-    /// Opens a store without touching the disk.
+    /// A store in a directory, without touching the disk.
     pub fn new(dir: impl Into<PathBuf>) -> ModelStore {
-        ModelStore { dir: dir.into() }
+        ModelStore {
+            backend: Backend::Dir(dir::DirBackend::new(dir.into())),
+        }
     }
 
-    /// The store's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The store `location` names: `s3://bucket/prefix` (also `gs://`, `az://` and the
+    /// other schemes of the `object_store` crate) with the `object-store` feature, a
+    /// `file://` URL, or a directory path. Touches neither the disk nor the network;
+    /// object-store credentials come from the standard environment (see
+    /// [`object::ObjectBackend::open`]).
+    pub fn open(location: &str) -> Result<ModelStore, StoreError> {
+        ModelStore::open_with(location, &[])
     }
 
-    /// Where a version's artifact lives.
-    pub fn model_path(&self, version: &str) -> PathBuf {
-        self.dir.join(version).join(MODEL_FILE)
+    /// [`ModelStore::open`], with object-store options (`object_store` configuration keys
+    /// such as `aws_endpoint`) over what the environment says; ignored for a directory.
+    pub fn open_with(location: &str, options: &[(&str, &str)]) -> Result<ModelStore, StoreError> {
+        let bad = |detail: String| StoreError::Location {
+            store: location.to_owned(),
+            detail,
+        };
+        let Some((scheme, rest)) = location.split_once("://") else {
+            return Ok(ModelStore::new(location));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme == "file" {
+            if !rest.starts_with('/') {
+                return Err(bad(
+                    "a file:// URL names an absolute path (file:///srv/model)".into(),
+                ));
+            }
+            return Ok(ModelStore::new(rest));
+        }
+        if !OBJECT_SCHEMES.contains(&scheme.as_str()) {
+            return Err(bad(format!(
+                "{scheme}:// is not a model store: give a directory, or s3://, gs:// or az:// followed by bucket/prefix"
+            )));
+        }
+        #[cfg(feature = "object-store")]
+        {
+            object::ObjectBackend::open(location, options).map(|b| ModelStore {
+                backend: Backend::Object(std::sync::Arc::new(b)),
+            })
+        }
+        #[cfg(not(feature = "object-store"))]
+        {
+            let _ = options;
+            Err(bad(
+                "this build has no object-store support (cooc-model's `object-store` feature)"
+                    .into(),
+            ))
+        }
+    }
+
+    /// The store as given: its directory, or its URL.
+    pub fn location(&self) -> String {
+        on_backend!(self, b => b.location())
+    }
+
+    /// The store's directory, when it is one.
+    pub fn local_dir(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Dir(b) => Some(b.dir()),
+            #[cfg(feature = "object-store")]
+            Backend::Object(_) => None,
+        }
+    }
+
+    /// Where a version's artifact lives, when the store is a directory.
+    pub fn model_path(&self, version: &str) -> Option<PathBuf> {
+        self.local_dir().map(|d| d.join(version).join(MODEL_FILE))
+    }
+
+    /// A small file of the store (`CURRENT`, `CANARY`, `<version>/CREATED`), if present.
+    fn read_text(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let bytes = on_backend!(self, b => b.read(key))?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     /// The live version, if any. `CURRENT` must hold a version name: anything else (a
     /// path such as `../elsewhere/v1`) is refused, never followed.
     pub fn current(&self) -> Result<Option<String>, StoreError> {
-        let p = self.dir.join(CURRENT_FILE);
-        let text = match fs::read_to_string(&p) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&p)(e)),
+        let Some(text) = self.read_text(CURRENT_FILE)? else {
+            return Ok(None);
         };
         let v = text.trim();
         if v.is_empty() {
@@ -210,49 +296,45 @@ impl ModelStore {
         }
         if !valid_name(v) {
             return Err(StoreError::BadCurrent {
-                dir: self.dir.clone(),
+                store: self.location(),
                 found: v.chars().take(200).collect(),
             });
         }
         Ok(Some(v.to_owned()))
     }
 
-    /// When `version` was published: its `CREATED` stamp, or (for versions written before
-    /// stamps existed) its model file's modification time.
-    fn created(&self, version: &str) -> u128 {
-        let vdir = self.dir.join(version);
-        fs::read_to_string(vdir.join(CREATED_FILE))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .or_else(|| {
-                let t = fs::metadata(vdir.join(MODEL_FILE)).ok()?.modified().ok()?;
-                Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos())
-            })
-            .unwrap_or(0)
-    }
-
-    /// Every version with a model file, oldest first: by publication time, then name.
+    /// Every version with a model, oldest first: by publication time (its `CREATED`
+    /// stamp, or for versions written before stamps existed the model's modification
+    /// time), then name.
     pub fn versions(&self) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io(&self.dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if valid_name(&name) && entry.path().join(MODEL_FILE).is_file() {
-                out.push((self.created(&name), name));
-            }
-        }
+        let mut out = on_backend!(self, b => b.versions())?;
+        out.retain(|(_, v)| valid_name(v));
         out.sort();
         Ok(out.into_iter().map(|(_, v)| v).collect())
     }
 
+    fn has_version(&self, version: &str) -> Result<bool, StoreError> {
+        if !valid_name(version) {
+            return Ok(false);
+        }
+        on_backend!(self, b => b.has_model(version))
+    }
+
+    /// Reads and validates a version's model.
+    pub fn open_model(&self, version: &str) -> Result<Model, StoreError> {
+        if !valid_name(version) {
+            return Err(StoreError::NoSuchVersion {
+                store: self.location(),
+                version: version.into(),
+            });
+        }
+        on_backend!(self, b => b.open_model(version))
+    }
+
     /// Publishes under `base`, or `base.1`, `base.2`, ... when another writer took the
-    /// name first (two trainers in the same millisecond); the name it got and the path.
-    pub fn publish_new(&self, base: &str, bytes: &[u8]) -> Result<(String, PathBuf), StoreError> {
+    /// name first (two trainers in the same millisecond); the name it got and where it
+    /// went (a path or a URL).
+    pub fn publish_new(&self, base: &str, bytes: &[u8]) -> Result<(String, String), StoreError> {
         for n in 0..1000u32 {
             let version = if n == 0 {
                 base.to_owned()
@@ -260,61 +342,47 @@ impl ModelStore {
                 format!("{base}.{n}")
             };
             match self.publish(&version, bytes) {
-                Ok(path) => return Ok((version, path)),
+                Ok(at) => return Ok((version, at)),
                 Err(StoreError::Exists { .. }) => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(StoreError::Exists {
-            dir: self.dir.clone(),
+            store: self.location(),
             version: format!("{base} (and 999 suffixes)"),
         })
     }
 
-    /// Writes a new version durably. Does not make it live.
-    pub fn publish(&self, version: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    /// Writes a new version durably (never over an existing one); returns where its model
+    /// went. Does not make it live.
+    pub fn publish(&self, version: &str, bytes: &[u8]) -> Result<String, StoreError> {
         if !valid_name(version) {
             return Err(StoreError::BadName {
-                dir: self.dir.clone(),
+                store: self.location(),
                 version: version.into(),
             });
         }
-        fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let vdir = self.dir.join(version);
-        match fs::create_dir(&vdir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StoreError::Exists {
-                    dir: self.dir.clone(),
-                    version: version.into(),
-                })
-            }
-            Err(e) => return Err(io(&vdir)(e)),
-        }
-        let path = vdir.join(MODEL_FILE);
-        write_atomic(&path, bytes)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        write_atomic(&vdir.join(CREATED_FILE), format!("{now}\n").as_bytes())?;
-        sync_dir(&self.dir)?;
-        Ok(path)
+        let created = format!("{now}\n");
+        on_backend!(self, b => b.create_version(version, bytes, created.as_bytes()))
+    }
+
+    fn no_such(&self, version: &str) -> StoreError {
+        StoreError::NoSuchVersion {
+            store: self.location(),
+            version: version.into(),
+        }
     }
 
     /// Makes `version` live after checking that its model loads.
     pub fn promote(&self, version: &str) -> Result<Model, StoreError> {
-        let path = self.model_path(version);
-        if !valid_name(version) || !path.is_file() {
-            return Err(StoreError::NoSuchVersion {
-                dir: self.dir.clone(),
-                version: version.into(),
-            });
+        if !self.has_version(version)? {
+            return Err(self.no_such(version));
         }
-        let model = Model::open(&path)?;
-        write_atomic(
-            &self.dir.join(CURRENT_FILE),
-            format!("{version}\n").as_bytes(),
-        )?;
+        let model = self.open_model(version)?;
+        on_backend!(self, b => b.write(CURRENT_FILE, format!("{version}\n").as_bytes()))?;
         // Promoting the canary's version ends the canary: everyone is on it now. (Until
         // CANARY goes, a reader sees the canary equal to CURRENT, which serves everyone
         // the same version too.)
@@ -330,14 +398,11 @@ impl ModelStore {
     /// <percent>` with a version name and 1..=100 is an error (the server then serves no
     /// canary).
     pub fn canary(&self) -> Result<Option<Canary>, StoreError> {
-        let p = self.dir.join(CANARY_FILE);
-        let text = match fs::read_to_string(&p) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&p)(e)),
+        let Some(text) = self.read_text(CANARY_FILE)? else {
+            return Ok(None);
         };
         let bad = || StoreError::BadCanary {
-            dir: self.dir.clone(),
+            store: self.location(),
             found: text.trim().chars().take(200).collect(),
         };
         let mut words = text.split_whitespace();
@@ -359,7 +424,7 @@ impl ModelStore {
     /// version, serves `percent`% of users.
     pub fn set_canary(&self, version: &str, percent: u8) -> Result<Model, StoreError> {
         let refused = |detail: String| StoreError::CanaryRefused {
-            dir: self.dir.clone(),
+            store: self.location(),
             detail,
         };
         if !(1..=100).contains(&percent) {
@@ -367,12 +432,8 @@ impl ModelStore {
                 "a canary's share is 1 to 100 percent, not {percent} (end one with --off)"
             )));
         }
-        let path = self.model_path(version);
-        if !valid_name(version) || !path.is_file() {
-            return Err(StoreError::NoSuchVersion {
-                dir: self.dir.clone(),
-                version: version.into(),
-            });
+        if !self.has_version(version)? {
+            return Err(self.no_such(version));
         }
         match self.current()? {
             Some(live) if live == version => {
@@ -387,30 +448,22 @@ impl ModelStore {
             }
             Some(_) => {}
         }
-        let model = Model::open(&path)?;
-        write_atomic(
-            &self.dir.join(CANARY_FILE),
-            format!("{version} {percent}\n").as_bytes(),
-        )?;
+        let model = self.open_model(version)?;
+        on_backend!(self, b => b.write(CANARY_FILE, format!("{version} {percent}\n").as_bytes()))?;
         Ok(model)
     }
 
     /// Ends the canary, if any: everyone is served `CURRENT`. Returns the canary ended.
     pub fn end_canary(&self) -> Result<Option<Canary>, StoreError> {
         let old = self.canary().ok().flatten();
-        let p = self.dir.join(CANARY_FILE);
-        match fs::remove_file(&p) {
-            Ok(()) => sync_dir(&self.dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&p)(e)),
-        }
+        on_backend!(self, b => b.remove(CANARY_FILE))?;
         Ok(old)
     }
 
     /// Makes the version published just before the live one live; returns its name.
     pub fn rollback(&self) -> Result<String, StoreError> {
         let current = self.current()?.ok_or_else(|| StoreError::NoCurrent {
-            dir: self.dir.clone(),
+            store: self.location(),
         })?;
         let versions = self.versions()?;
         let at = versions.iter().position(|v| *v == current);
@@ -418,7 +471,7 @@ impl ModelStore {
             .and_then(|i| i.checked_sub(1))
             .map(|i| versions[i].clone())
             .ok_or_else(|| StoreError::NoPrevious {
-                dir: self.dir.clone(),
+                store: self.location(),
                 detail: format!("no version published before {current}"),
             })?;
         self.promote(&previous)?;
@@ -428,16 +481,22 @@ impl ModelStore {
     /// Loads the live model.
     pub fn load_current(&self) -> Result<(String, Model), StoreError> {
         let version = self.current()?.ok_or_else(|| StoreError::NoCurrent {
-            dir: self.dir.clone(),
+            store: self.location(),
         })?;
-        let model = Model::open(&self.model_path(&version))?;
+        let model = self.open_model(&version)?;
         Ok((version, model))
     }
+}
+
+/// A publication stamp: nanoseconds since the Unix epoch, as `CREATED` holds it.
+fn parse_created(bytes: &[u8]) -> Option<u128> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn names_are_restricted() {
@@ -457,7 +516,7 @@ mod tests {
             store.publish("v1", b"y"),
             Err(StoreError::Exists { .. })
         ));
-        assert_eq!(fs::read(store.model_path("v1")).unwrap(), b"x");
+        assert_eq!(fs::read(store.model_path("v1").unwrap()).unwrap(), b"x");
         // Not a model: promote validates and refuses, CURRENT untouched.
         assert!(store.promote("v1").is_err());
         assert!(store.current().unwrap().is_none());
