@@ -53,6 +53,7 @@ pub(super) fn submit(a: SubmitArgs) -> anyhow::Result<u8> {
         priority_class: a.priority_class,
         train_args: (!a.train_args.is_empty()).then_some(a.train_args),
         gpu: a.gpu,
+        model_store: a.model_dir,
     };
     let jobset = spec.render()?;
     // The ranks would refuse bad arguments only once admitted: refuse them here instead.

@@ -83,7 +83,14 @@ pub struct RunSpec {
     /// The GPU node pool: the `jobset/gpu/` overlay's patches (one GPU per rank, CUDA and
     /// NCCL, the pool's toleration and affinity), with [`RunSpec::image`] kept.
     pub gpu: bool,
+    /// An object-store URL (`s3://bucket/prefix`) rank 0 publishes to instead of the model
+    /// volume: as in the `jobset/s3/` overlay, no rank mounts the volume, and credentials
+    /// come from the pod's identity or the optional Secret `cooc-model-store`.
+    pub model_store: Option<String>,
 }
+
+/// The optional Secret of object-store credentials the ranks read (jobset/s3/).
+pub const MODEL_STORE_SECRET: &str = "cooc-model-store";
 
 impl Default for RunSpec {
     /// The run the checked-in manifest describes.
@@ -101,6 +108,7 @@ impl Default for RunSpec {
             priority_class: None,
             train_args: None,
             gpu: false,
+            model_store: None,
         }
     }
 }
@@ -140,7 +148,8 @@ impl RunSpec {
             Some(extra) => args.extend(extra.iter().cloned()),
             None => args.extend(DEFAULT_GATE_ARGS.iter().map(|s| s.to_string())),
         }
-        args.extend(["--model-dir".into(), MODEL_MOUNT.into()]);
+        let store = self.model_store.as_deref().unwrap_or(MODEL_MOUNT);
+        args.extend(["--model-dir".into(), store.into()]);
         args
     }
 
@@ -240,6 +249,41 @@ impl RunSpec {
                     "name": "input",
                     "persistentVolumeClaim": {"claimName": claim, "readOnly": true}
                 }));
+        }
+        if let Some(url) = &self.model_store {
+            if !url.contains("://") {
+                return Err(RenderError(format!(
+                    "--model-dir {url:?}: a submitted run publishes to the model volume, or to an object store named by URL (s3://bucket/prefix, gs://, az://)"
+                )));
+            }
+            let pod = &mut js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"];
+            let container = pod["containers"]
+                .as_array_mut()
+                .and_then(|c| c.iter_mut().find(|c| c["name"] == "rank"))
+                .ok_or_else(|| RenderError("the base manifest has no container \"rank\"".into()))?;
+            container
+                .as_object_mut()
+                .ok_or_else(|| RenderError("the rank container is not a map".into()))?
+                .insert(
+                    "envFrom".into(),
+                    json!([{"secretRef": {"name": MODEL_STORE_SECRET, "optional": true}}]),
+                );
+            let unmount = |list: &mut Value, what: &str| -> Result<(), RenderError> {
+                let list = list
+                    .as_array_mut()
+                    .ok_or_else(|| RenderError(format!("the base manifest has no {what}")))?;
+                let before = list.len();
+                list.retain(|v| v["name"] != "model");
+                match list.len() < before {
+                    true => Ok(()),
+                    false => Err(RenderError(format!(
+                        "the base manifest's {what} have no \"model\""
+                    ))),
+                }
+            };
+            unmount(&mut container["volumeMounts"], "volumeMounts")?;
+            let pod = &mut js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"];
+            unmount(&mut pod["volumes"], "volumes")?;
         }
         if self.gpu {
             apply_gpu_overlay(&mut js)?;

@@ -27,14 +27,20 @@ fn repo() -> &'static Path {
 }
 
 /// Directories of plain manifests, each with a kustomization listing them.
-const MANIFEST_DIRS: [&str; 4] = ["kueue", "jobset/base", "jobset/nightly", "serve/k8s"];
+const MANIFEST_DIRS: [&str; 4] = ["kueue", "jobset/base", "jobset/nightly", "serve/k8s/base"];
+
+/// Overlays of patches only: what each makes of its base is checked like the base.
+const OVERLAYS: [&str; 3] = ["jobset/gpu", "jobset/s3", "serve/k8s/s3"];
 
 /// Every object of every manifest (kustomization files aside), with its file; then what
-/// the GPU overlay makes of the JobSet, and the JobSet the nightly CronJob submits.
+/// the overlays make of their bases, and the JobSet the nightly CronJob submits.
 fn objects() -> Vec<(PathBuf, Value)> {
     let mut out = files();
-    let gpu = gpu_overlay(&out);
-    out.push((PathBuf::from("jobset/gpu (overlay)"), gpu));
+    for dir in OVERLAYS {
+        for v in overlay(dir, &out) {
+            out.push((PathBuf::from(format!("{dir} (overlay)")), v));
+        }
+    }
     out.push((
         PathBuf::from("jobset/nightly/cronjob.yaml (cooc submit --dry-run)"),
         nightly_submission(&out),
@@ -42,34 +48,62 @@ fn objects() -> Vec<(PathBuf, Value)> {
     out
 }
 
-/// The JobSet of jobset/ with the GPU overlay's patches applied, as kustomize would.
-fn gpu_overlay(base: &[(PathBuf, Value)]) -> Value {
+/// What the patches-only overlay in `dir` makes of its base's objects, as kustomize would
+/// (the ignored `kubectl_kustomize_builds_every_directory` compares the two): JSON 6902
+/// patches on their target, and a strategic-merge `$patch: delete` of a whole object.
+fn overlay(dir: &str, all: &[(PathBuf, Value)]) -> Vec<Value> {
     let k: Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(repo().join("jobset/gpu/kustomization.yaml")).unwrap(),
+        &std::fs::read_to_string(repo().join(dir).join("kustomization.yaml")).unwrap(),
     )
     .unwrap();
     assert_eq!(
         k["resources"],
         json!(["../base"]),
-        "the overlay builds on jobset/base/"
+        "{dir} builds on the base beside it"
     );
-    let patches = k["patches"].as_array().unwrap();
-    assert_eq!(patches.len(), 1);
-    let target = &patches[0]["target"];
-    assert_eq!(target["kind"], "JobSet");
-    let mut js = named(base, "JobSet", target["name"].as_str().unwrap()).clone();
-    assert_eq!(
-        js["apiVersion"],
-        format!(
-            "{}/{}",
-            target["group"].as_str().unwrap(),
-            target["version"].as_str().unwrap()
-        )
-    );
-    let ops: Value = serde_yaml_ng::from_str(patches[0]["patch"].as_str().unwrap()).unwrap();
-    let ops: json_patch::Patch = serde_json::from_value(ops).unwrap();
-    json_patch::patch(&mut js, &ops).expect("the overlay's patches apply to jobset/");
-    js
+    let base_dir = repo().join(dir).join("../base");
+    let base_dir = base_dir.canonicalize().unwrap();
+    let mut out: Vec<Value> = all
+        .iter()
+        .filter(|(f, _)| f.parent().and_then(|p| p.canonicalize().ok()) == Some(base_dir.clone()))
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert!(!out.is_empty(), "{dir}: no objects in its base");
+    for patch in k["patches"].as_array().unwrap() {
+        let body: Value = serde_yaml_ng::from_str(patch["patch"].as_str().unwrap()).unwrap();
+        if body["$patch"] == "delete" {
+            let before = out.len();
+            out.retain(|v| {
+                !(v["kind"] == body["kind"] && v["metadata"]["name"] == body["metadata"]["name"])
+            });
+            assert_eq!(out.len(), before - 1, "{dir}: deletes what its base has");
+            continue;
+        }
+        let target = &patch["target"];
+        let obj = out
+            .iter_mut()
+            .find(|v| v["kind"] == target["kind"] && v["metadata"]["name"] == target["name"])
+            .unwrap_or_else(|| panic!("{dir}: no target {target}"));
+        let group = target["group"].as_str().unwrap_or("");
+        let version = target["version"].as_str().unwrap();
+        let api = match group {
+            "" => version.to_owned(),
+            g => format!("{g}/{version}"),
+        };
+        assert_eq!(obj["apiVersion"], api, "{dir}");
+        let ops: json_patch::Patch = serde_json::from_value(body).unwrap();
+        json_patch::patch(obj, &ops)
+            .unwrap_or_else(|e| panic!("{dir}: the patches do not apply to the base: {e}"));
+    }
+    out
+}
+
+/// The JobSet of jobset/ with the GPU overlay's patches applied, as kustomize would.
+fn gpu_overlay(all: &[(PathBuf, Value)]) -> Value {
+    overlay("jobset/gpu", all)
+        .into_iter()
+        .find(|v| kind(v) == "JobSet")
+        .expect("the GPU overlay has the JobSet")
 }
 
 /// Runs `cooc` (the binary under test) and returns its standard output.
@@ -143,15 +177,13 @@ fn of_kind<'a>(all: &'a [(PathBuf, Value)], k: &str) -> Vec<&'a Value> {
 
 #[test]
 fn every_kustomization_lists_exactly_its_directory() {
-    let gpu: Vec<String> = std::fs::read_dir(repo().join("jobset/gpu"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        gpu,
-        ["kustomization.yaml"],
-        "the GPU overlay is patches only"
-    );
+    for dir in OVERLAYS {
+        let files: Vec<String> = std::fs::read_dir(repo().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, ["kustomization.yaml"], "{dir} is patches only");
+    }
     for dir in MANIFEST_DIRS {
         let k: Value = serde_yaml_ng::from_str(
             &std::fs::read_to_string(repo().join(dir).join("kustomization.yaml")).unwrap(),
@@ -226,10 +258,10 @@ fn built_in_kinds_round_trip_through_k8s_openapi() {
         crd >= 6,
         "JobSet and Kueue objects are checked by the schema test"
     );
-    // Every JobSet's Job template is a built-in type too (the GPU overlay's and the
-    // submitted one's included).
+    // Every JobSet's Job template is a built-in type too (the overlays' and the submitted
+    // one's included).
     let jobsets: Vec<_> = all.iter().filter(|(_, v)| kind(v) == "JobSet").collect();
-    assert_eq!(jobsets.len(), 3);
+    assert_eq!(jobsets.len(), 4);
     for (f, js) in jobsets {
         for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
             round_trip::<k8s_openapi::api::batch::v1::JobTemplateSpec>(f, &rj["template"]);
@@ -902,7 +934,7 @@ fn the_gpu_overlay_asks_for_one_gpu_per_rank_on_the_gpu_flavor() {
     let all = objects();
     let gpu = all
         .iter()
-        .find(|(f, _)| f.ends_with("jobset/gpu (overlay)"))
+        .find(|(f, v)| f.ends_with("jobset/gpu (overlay)") && kind(v) == "JobSet")
         .map(|(_, v)| v)
         .unwrap();
     let rj = &gpu["spec"]["replicatedJobs"][0];
@@ -975,6 +1007,57 @@ fn the_gpu_overlay_asks_for_one_gpu_per_rank_on_the_gpu_flavor() {
     assert_eq!(gpu["metadata"], base["metadata"]);
 }
 
+/// Issue: a ReadWriteOnce model volume cannot follow a gang spread over nodes or serving
+/// replicas on several nodes. The object-store overlays mount no model volume anywhere, make
+/// no claim, and point the trainer and the server at the same store.
+#[test]
+fn the_object_store_overlays_mount_no_model_volume_and_share_one_store() {
+    let all = files();
+    let train = overlay("jobset/s3", &all);
+    let serve = overlay("serve/k8s/s3", &all);
+    for (dir, objs) in [("jobset/s3", &train), ("serve/k8s/s3", &serve)] {
+        assert!(
+            objs.iter().all(|v| kind(v) != "PersistentVolumeClaim"),
+            "{dir} makes a claim"
+        );
+        let text = serde_json::to_string(objs).unwrap();
+        assert!(
+            !text.contains("persistentVolumeClaim"),
+            "{dir} mounts a claim"
+        );
+        assert!(
+            !text.contains("/workspace/model"),
+            "{dir} still names the volume path"
+        );
+    }
+    let js = train.iter().find(|v| kind(v) == "JobSet").unwrap();
+    let rank =
+        &js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = rank["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args.iter().position(|a| *a == "--model-dir").unwrap();
+    let trained_into = args[at + 1];
+    assert!(trained_into.starts_with("s3://"), "{trained_into}");
+    let dep = serve.iter().find(|v| kind(v) == "Deployment").unwrap();
+    let server = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_value(server, "MODEL_DIR"),
+        Some(&json!(trained_into)),
+        "the server reads where rank 0 writes"
+    );
+    for c in [rank, server] {
+        assert_eq!(
+            c["envFrom"],
+            json!([{"secretRef": {"name": "cooc-model-store", "optional": true}}]),
+            "credentials from the optional Secret, else the pod's identity"
+        );
+    }
+}
+
 #[test]
 fn cooc_submit_gpu_sends_what_the_gpu_overlay_makes() {
     let mut want = gpu_overlay(&files());
@@ -1000,6 +1083,38 @@ fn cooc_submit_gpu_sends_what_the_gpu_overlay_makes() {
             ["image"],
         "registry.local/cooc-gpu:dev"
     );
+}
+
+#[test]
+fn cooc_submit_model_dir_sends_what_the_s3_overlay_makes() {
+    let mut want = overlay("jobset/s3", &files())
+        .into_iter()
+        .find(|v| kind(v) == "JobSet")
+        .unwrap();
+    let meta = want["metadata"].as_object_mut().unwrap();
+    meta.remove("name");
+    meta.insert("generateName".into(), json!("recommender-train-"));
+    let got: Value = serde_yaml_ng::from_str(&cooc(&[
+        "submit",
+        "--dry-run",
+        "--model-dir",
+        "s3://bookstore-models/recommender",
+    ]))
+    .unwrap();
+    assert_eq!(
+        got, want,
+        "cooc submit --model-dir s3://... and kubectl apply -k jobset/s3/ differ"
+    );
+    // A path is not a store a submitted run can reach; a URL of no store is refused too.
+    for bad in ["/elsewhere", "ftp://host/x"] {
+        let out = crate::common::cooc(&["submit", "--dry-run", "--model-dir", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            crate::common::stderr(&out).contains(bad),
+            "{}",
+            crate::common::stderr(&out)
+        );
+    }
 }
 
 /// Kueue's flavor assignment for a pod set of `pods` pods like `pod` (the rules the
@@ -1142,28 +1257,32 @@ fn kubectl_kustomize_builds_every_directory() {
             .filter(|v: &Value| !v.is_null())
             .collect()
     };
+    let sorted = |mut v: Vec<Value>| {
+        v.sort_by_key(|v| v.to_string());
+        v
+    };
     for dir in [
         "kueue",
         "jobset",
         "jobset/base",
-        "jobset/gpu",
         "jobset/nightly",
         "serve/k8s",
+        "serve/k8s/base",
     ] {
         assert!(!build(dir).is_empty(), "{dir} builds nothing");
     }
-    let real = build("jobset/gpu");
-    let js = real
-        .iter()
-        .find(|v| kind(v) == "JobSet")
-        .expect("the overlay has the JobSet");
-    assert_eq!(*js, gpu_overlay(&files()), "kustomize's GPU JobSet");
-    // jobset/ is the base, unchanged.
-    let mut base = build("jobset/base");
-    let mut top = build("jobset");
-    base.sort_by_key(|v| v.to_string());
-    top.sort_by_key(|v| v.to_string());
-    assert_eq!(base, top);
+    // Each overlay makes exactly what the offline tests check.
+    let all = files();
+    for dir in OVERLAYS {
+        assert_eq!(
+            sorted(build(dir)),
+            sorted(overlay(dir, &all)),
+            "kustomize's {dir}"
+        );
+    }
+    // jobset/ and serve/k8s/ are their bases, unchanged.
+    assert_eq!(sorted(build("jobset/base")), sorted(build("jobset")));
+    assert_eq!(sorted(build("serve/k8s/base")), sorted(build("serve/k8s")));
 }
 
 /// A ClusterQueue flavor's nominal quota of `res` ("0" when it lists none).
