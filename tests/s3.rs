@@ -391,6 +391,30 @@ fn the_server_follows_s3_under_load_and_refuses_a_corrupt_version() {
 }
 
 #[test]
+#[ignore = "needs s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked); .ci/run runs it"]
+fn refused_credentials_are_exit_2_and_register_nothing() {
+    let s3 = S3::start();
+    let url = format!("s3://{BUCKET}/denied");
+    for args in [
+        vec!["train", "--generate", "s", "--model-dir", &url],
+        vec!["models", "--model-dir", &url, "list"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cooc"))
+            .args(&args)
+            .envs(s3.env())
+            .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("access denied") && err.contains(&url), "{err}");
+        assert!(!err.contains("not-the-secret"), "the secret leaked: {err}");
+    }
+    assert!(s3.store("denied").versions().unwrap().is_empty());
+}
+
+#[test]
 fn a_store_that_cannot_be_opened_is_a_configuration_error_before_training() {
     for (dir, says) in [
         ("ftp://host/models", "ftp:// is not a model store"),

@@ -57,6 +57,10 @@ pub fn run_exit(err: &anyhow::Error) -> Exit {
         {
             return Exit::Bad;
         }
+        // Credentials the model store refuses: a rerun with the same ones fails the same way.
+        if let Some(cooc_model::StoreError::Denied { .. }) = cause.downcast_ref() {
+            return Exit::Bad;
+        }
         if let Some(p) = cause.downcast_ref::<PeerFailed>() {
             return match p.code {
                 2 => Exit::Bad,

@@ -67,6 +67,15 @@ pub enum StoreError {
         /// The object-store client's error.
         error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The object store refused the credentials, or they may not do this (HTTP 401 or
+    /// 403): trying again with the same ones will not help.
+    #[error("{location}: access denied: {error} (credentials come from the environment: AWS_*, GOOGLE_*, AZURE_*, or the pod's identity)")]
+    Denied {
+        /// The object's URL.
+        location: String,
+        /// The object-store client's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// `--model-dir` names no store this build can open.
     #[error("model store {store}: {detail}")]
     Location {

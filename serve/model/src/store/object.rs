@@ -28,7 +28,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as ObjPath;
 use object_store::{
     ClientConfigKey, ObjectStore, ObjectStoreExt as _, ObjectStoreScheme, PutMode, PutOptions,
@@ -168,9 +168,17 @@ impl ObjectBackend {
     }
 
     fn remote(&self, key: &str, error: object_store::Error) -> StoreError {
-        StoreError::Remote {
-            location: self.url_of(key),
-            error: Box::new(error),
+        let location = self.url_of(key);
+        match error {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => StoreError::Denied {
+                location,
+                error: Box::new(error),
+            },
+            _ => StoreError::Remote {
+                location,
+                error: Box::new(error),
+            },
         }
     }
 
@@ -300,16 +308,42 @@ impl ObjectBackend {
                 stamped.insert(version.clone());
             }
         }
-        let mut out = Vec::with_capacity(models.len());
-        for (version, modified) in models {
-            let created = if stamped.contains(&version) {
-                self.read(&format!("{version}/{CREATED_FILE}"))?
-                    .and_then(|b| parse_created(&b))
-            } else {
-                None
-            };
-            out.push((created.unwrap_or(modified), version));
+        // The stamps, 16 requests at a time: a store of a hundred versions lists in a few
+        // round trips, not a hundred.
+        let wanted: Vec<(String, ObjPath)> = models
+            .keys()
+            .filter(|v| stamped.contains(*v))
+            .map(|v| (v.clone(), self.path(&format!("{v}/{CREATED_FILE}"))))
+            .collect();
+        let store = self.store.clone();
+        let stamps = self.run(async move {
+            futures_util::stream::iter(wanted.into_iter().map(|(version, path)| {
+                let store = store.clone();
+                async move {
+                    let got = match store.get(&path).await {
+                        Ok(r) => r.bytes().await.map(Some),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    };
+                    (version, got)
+                }
+            }))
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+        });
+        let mut created = std::collections::BTreeMap::new();
+        for (version, got) in stamps {
+            let got = got.map_err(|e| self.remote(&format!("{version}/{CREATED_FILE}"), e))?;
+            if let Some(t) = got.and_then(|b| parse_created(&b)) {
+                created.insert(version, t);
+            }
         }
-        Ok(out)
+        Ok(models
+            .into_iter()
+            .map(|(version, modified)| {
+                (created.get(&version).copied().unwrap_or(modified), version)
+            })
+            .collect())
     }
 }
