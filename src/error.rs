@@ -65,6 +65,17 @@ pub enum InputError {
     Parsed(String),
 }
 
+/// A data source (a database) failed, as already said by [`crate::input::PgError`] (here
+/// or on another rank).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    /// What failed, naming the server.
+    pub message: String,
+    /// A rerun may succeed (exit 75); else the input or credentials are wrong (exit 2).
+    pub retriable: bool,
+}
+
 /// A configuration that cannot run.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -468,27 +468,46 @@ pub struct GenReport {
 
 /// Writes `books.csv` and `orders.csv` into `out`.
 pub fn generate(spec: &GenSpec, out: &Path) -> anyhow::Result<GenReport> {
-    anyhow::ensure!(spec.books >= 1, "--books must be at least 1");
-    anyhow::ensure!(
-        spec.books <= u32::MAX as u64 / 2 && spec.customers <= u32::MAX as u64,
-        "--books and --customers must fit in 32 bits"
-    );
+    check(spec)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let cat = Catalogue::new(spec);
     let books_path = out.join("books.csv");
     write_books(spec, &cat, &books_path)?;
 
-    let starts = line_starts(spec);
-    let days = day_strings();
     let orders_path = out.join("orders.csv");
     let tmp = out.join(".orders.csv.tmp");
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     w.write_all(b"id,book_id,qty,created_at,customer_id\n")?;
+    let bar = crate::progress::bar(spec.orders, "orders.csv");
+    for (bufs, done) in order_blocks(spec) {
+        for b in bufs {
+            w.write_all(&b)?;
+        }
+        bar.set_position(done);
+    }
+    bar.finish_and_clear();
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &orders_path)?;
+    Ok(GenReport {
+        books: books_path,
+        orders: orders_path,
+        rows: spec.orders,
+    })
+}
+
+/// Every customer's order lines (`id,book_id,qty,created_at,customer_id`, no header), in
+/// order, generated a group of blocks at a time in parallel (never the whole dataset at
+/// once), with the order lines done after each group.
+pub fn order_blocks(spec: &GenSpec) -> impl Iterator<Item = (Vec<Vec<u8>>, u64)> + '_ {
+    let cat = Catalogue::new(spec);
+    let starts = line_starts(spec);
+    let days = day_strings();
     let blocks: Vec<u64> = (0..spec.customers.div_ceil(BLOCK)).collect();
     let batch = rayon::current_num_threads() * 8;
-    let bar = crate::progress::bar(spec.orders, "orders.csv");
-    for group in blocks.chunks(batch) {
+    let groups: Vec<Vec<u64>> = blocks.chunks(batch).map(<[u64]>::to_vec).collect();
+    groups.into_iter().map(move |group| {
         let bufs: Vec<Vec<u8>> = group
             .par_iter()
             .map(|&b| {
@@ -502,21 +521,19 @@ pub fn generate(spec: &GenSpec, out: &Path) -> anyhow::Result<GenReport> {
                 )
             })
             .collect();
-        for b in bufs {
-            w.write_all(&b)?;
-        }
         let done = starts[((group[group.len() - 1] + 1) * BLOCK).min(spec.customers) as usize];
-        bar.set_position(done);
-    }
-    bar.finish_and_clear();
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &orders_path)?;
-    Ok(GenReport {
-        books: books_path,
-        orders: orders_path,
-        rows: spec.orders,
+        (bufs, done)
     })
+}
+
+/// Refuses sizes the generator cannot number.
+pub fn check(spec: &GenSpec) -> anyhow::Result<()> {
+    anyhow::ensure!(spec.books >= 1, "--books must be at least 1");
+    anyhow::ensure!(
+        spec.books <= u32::MAX as u64 / 2 && spec.customers <= u32::MAX as u64,
+        "--books and --customers must fit in 32 bits"
+    );
+    Ok(())
 }
 
 /// Customers are generated in blocks of this many, one block per parallel task.

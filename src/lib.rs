@@ -44,4 +44,5 @@ pub mod kernel;
 pub mod launch;
 pub mod pipeline;
 pub mod plan;
+pub mod postgres;
 pub mod progress;

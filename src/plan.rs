@@ -10,6 +10,7 @@ use cooc_model::Similarity;
 use crate::backend::Backend;
 use crate::gen::GenSpec;
 use crate::input::{BasketBy, KeyKind, OrdersFile};
+use crate::postgres::PgSource;
 
 /// Largest K a model may keep.
 pub const MAX_TOP_K: usize = 1000;
@@ -32,6 +33,13 @@ pub enum Source {
     Baskets {
         /// The file.
         path: PathBuf,
+    },
+    /// The Bookstore's PostgreSQL, read in one snapshot by every rank.
+    Postgres {
+        /// Server, table or query.
+        db: PgSource,
+        /// How its rows group into baskets.
+        basket_by: BasketBy,
     },
     /// The Bookstore dataset generated in memory (each rank generates only its customers).
     Synthetic {
@@ -59,6 +67,7 @@ impl Source {
             Source::Synthetic { spec, basket_by } => {
                 format!("{}:{basket_by:?}", spec.fingerprint())
             }
+            Source::Postgres { db, basket_by } => format!("{}:{basket_by:?}", db.describe()),
         }
     }
 
@@ -70,6 +79,8 @@ impl Source {
                 std::fs::metadata(path).map_or(0, |m| m.len())
             }
             Source::Synthetic { spec, .. } => spec.orders.saturating_mul(SYNTHETIC_ROW_BYTES),
+            // Unknown before the snapshot is taken: bound it as a large table would be.
+            Source::Postgres { .. } => POSTGRES_INPUT_BYTES,
         }
     }
 
@@ -81,6 +92,9 @@ impl Source {
                 basket_by: BasketBy::Window(_),
                 ..
             } | Source::Synthetic {
+                basket_by: BasketBy::Window(_),
+                ..
+            } | Source::Postgres {
                 basket_by: BasketBy::Window(_),
                 ..
             }
@@ -189,6 +203,10 @@ const MESSAGE_SLACK: u64 = 64 << 20;
 
 /// `--sample-seed` when not given.
 pub const DEFAULT_SAMPLE_SEED: u64 = 42;
+
+/// What a table read from PostgreSQL is assumed to weigh as CSV when bounding messages
+/// (its size is known only inside the snapshot).
+const POSTGRES_INPUT_BYTES: u64 = 16 << 30;
 
 /// The longest row `cooc gen` writes, bounding a generated dataset's size.
 const SYNTHETIC_ROW_BYTES: u64 = 64;

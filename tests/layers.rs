@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: [&[&str]; 7] = [
     &["error"],
     &["gen", "input", "csr", "kernel", "eval", "progress"],
-    &["backend", "gpu"],
+    &["backend", "gpu", "postgres"],
     &["gang"],
     &["plan", "pipeline", "launch"],
     &["inspect", "demo", "k8s"],

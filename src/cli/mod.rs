@@ -205,9 +205,27 @@ pub struct GenArgs {
     /// Seed of the generator: the same seed and size give the same bytes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Output directory.
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Output directory (books.csv, orders.csv).
+    #[arg(long, required_unless_present = "postgres")]
+    pub out: Option<PathBuf>,
+    /// Load into this PostgreSQL database instead (a libpq URI or key=value string, the
+    /// password from PGPASSWORD, a PGPASSFILE or --postgres-password-file): creates the
+    /// Bookstore's books and orders (with customer_id) tables, which must be empty.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "COOC_POSTGRES",
+        conflicts_with = "out"
+    )]
+    pub postgres: Option<String>,
+    /// A file whose first line is the database password.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "COOC_POSTGRES_PASSWORD_FILE",
+        requires = "postgres"
+    )]
+    pub postgres_password_file: Option<PathBuf>,
     /// Override the number of books.
     #[arg(long)]
     pub books: Option<u64>,
@@ -252,7 +270,7 @@ pub enum ExportFormat {
 
 /// What to read and how it becomes baskets: the same for `cooc train` and `cooc tune`.
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["orders", "generate"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["orders", "generate", "postgres"])))]
 pub struct InputArgs {
     /// Input file.
     #[arg(long, env = "COOC_ORDERS")]
@@ -264,6 +282,35 @@ pub struct InputArgs {
     /// Seed of --generate.
     #[arg(long, default_value_t = 42, env = "COOC_SEED", requires = "generate")]
     pub seed: u64,
+    /// Read the orders from PostgreSQL, in one snapshot for the whole gang: a libpq URI
+    /// (postgresql://user@host:5432/bookstore?sslmode=require) or key=value string. No
+    /// password here: PGPASSWORD, a PGPASSFILE or --postgres-password-file; PGHOST, PGPORT,
+    /// PGUSER, PGDATABASE and PGSSLMODE fill what it leaves out.
+    #[arg(long, env = "COOC_POSTGRES", value_name = "URL", conflicts_with_all = ["orders", "generate", "format"])]
+    pub postgres: Option<String>,
+    /// A file whose first line is the database password (a mounted Secret).
+    #[arg(
+        long,
+        env = "COOC_POSTGRES_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "postgres"
+    )]
+    pub postgres_password_file: Option<PathBuf>,
+    /// The orders table (book_id, customer_id, created_at; schema-qualified if needed).
+    #[arg(long, env = "COOC_ORDERS_TABLE", default_value = "orders")]
+    pub orders_table: String,
+    /// Read the orders with this query instead (it must return book_id and customer_id
+    /// and/or created_at columns); every rank runs it and keeps its share of baskets.
+    #[arg(
+        long,
+        env = "COOC_ORDERS_QUERY",
+        value_name = "SQL",
+        requires = "postgres"
+    )]
+    pub orders_query: Option<String>,
+    /// The books table (id, title, author) to store titles and authors from.
+    #[arg(long, env = "COOC_BOOKS_TABLE", requires = "postgres")]
+    pub books_table: Option<String>,
     /// Input format: orders (CSV with a header) or baskets (one basket per line).
     #[arg(long, value_enum, default_value = "orders", env = "COOC_FORMAT")]
     pub format: Format,
@@ -515,7 +562,27 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             spec.customers = a.customers.unwrap_or(spec.customers);
             spec.orders = a.orders.unwrap_or(spec.orders);
             let t = std::time::Instant::now();
-            let r = crate::gen::generate(&spec, &a.out)?;
+            if let Some(conn) = a.postgres {
+                let db = crate::postgres::PgSource {
+                    conn,
+                    password_file: a.postgres_password_file,
+                    table: "orders".into(),
+                    query: None,
+                    books_table: None,
+                };
+                let rows = crate::postgres::load_bookstore(&spec, &db)?;
+                eprintln!(
+                    "loaded {} books and {rows} order lines into {} in {:.2}s",
+                    spec.books,
+                    db.describe()
+                        .trim_start_matches("postgres:")
+                        .trim_end_matches(":orders"),
+                    t.elapsed().as_secs_f64()
+                );
+                return Ok(0);
+            }
+            let out = a.out.expect("clap requires --out or --postgres");
+            let r = crate::gen::generate(&spec, &out)?;
             eprintln!(
                 "wrote {} and {} ({} order lines) in {:.2}s",
                 r.books.display(),

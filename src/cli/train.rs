@@ -9,6 +9,7 @@ use crate::input::BasketBy;
 use crate::launch::{self, Launch};
 use crate::pipeline::{self, TrainReport};
 use crate::plan::{Decay, Gates, Output, Source, TrainPlan, MAX_TOP_K};
+use crate::postgres::PgSource;
 use cooc_model::Similarity;
 
 /// The measure of a `--similarity` or `--measures` value.
@@ -34,6 +35,23 @@ pub(super) fn source(a: &InputArgs, holdout: Holdout) -> anyhow::Result<Source> 
     };
     if a.chunk_bytes == Some(0) {
         return Err(bad("--chunk-bytes must be positive"));
+    }
+    if let Some(conn) = &a.postgres {
+        if holdout == Holdout::Item {
+            return Err(bad(
+                "--holdout item is for basket files; orders from PostgreSQL hold out each customer's last order: --holdout last",
+            ));
+        }
+        return Ok(Source::Postgres {
+            db: PgSource {
+                conn: conn.clone(),
+                password_file: a.postgres_password_file.clone(),
+                table: a.orders_table.clone(),
+                query: a.orders_query.clone(),
+                books_table: a.books_table.clone(),
+            },
+            basket_by,
+        });
     }
     Ok(match (a.format, a.orders.clone()) {
         (Format::Baskets, Some(path)) => {
@@ -124,6 +142,11 @@ pub fn train_plan(a: &TrainArgs, threads: usize, backend: Backend) -> anyhow::Re
     if a.min_hit_rate.is_some() && !holdout {
         return Err(bad(
             "--min-hit-rate needs a hold-out (--holdout last, or item for basket files)".into(),
+        ));
+    }
+    if a.books.is_some() && a.input.books_table.is_some() {
+        return Err(bad(
+            "--books and --books-table both name the titles: give one".into(),
         ));
     }
     let source = source(&a.input, a.holdout)?;

@@ -12,7 +12,8 @@
 //! positional reads (memory stays bounded by the chunk size, not the file size); a file with
 //! quotes is read as one chunk so that quoted newlines stay correct.
 //!
-//! Knows nothing of similarity, models or the network.
+//! Knows nothing of similarity, models or the network (`crate::postgres` streams a
+//! database's rows into this module's parser).
 
 mod baskets;
 mod books;
@@ -31,6 +32,7 @@ use crate::error::InputError;
 pub use baskets::read_baskets;
 pub use books::Books;
 pub use csv::parse_time;
+pub(crate) use csv::{parse_chunk, ChunkErr, Layout};
 pub(crate) use ids::{assign_ids, Col};
 pub use orders::{file_fingerprint, read_orders, OrdersFile, OrdersOptions};
 pub(crate) use orders::{parse_generated, KeyMode, ParseStop, RawChunks};

@@ -72,6 +72,9 @@ pub(crate) enum ParseStop {
     NotInt { basket: bool },
     /// A bad row, already named `file:line: reason`.
     Bad(String),
+    /// The source itself failed (a database), already named; `retriable` when a rerun
+    /// may succeed.
+    Source { message: String, retriable: bool },
 }
 
 /// How key columns are parsed; grows monotonically until every chunk parses.
@@ -83,13 +86,22 @@ pub(crate) struct KeyMode {
 }
 
 impl KeyMode {
+    /// Both modes' string and quote settings.
+    pub(crate) fn union(self, other: KeyMode) -> KeyMode {
+        KeyMode {
+            str_basket: self.str_basket || other.str_basket,
+            str_item: self.str_item || other.str_item,
+            quoted: self.quoted || other.quoted,
+        }
+    }
+
     /// Takes a stop into account; `false` when it cannot be fixed by reparsing.
     pub(crate) fn learn(&mut self, stop: &ParseStop) -> bool {
         match stop {
             ParseStop::Quoted => self.quoted = true,
             ParseStop::NotInt { basket: true } => self.str_basket = true,
             ParseStop::NotInt { basket: false } => self.str_item = true,
-            ParseStop::Bad(_) => return false,
+            ParseStop::Bad(_) | ParseStop::Source { .. } => return false,
         }
         true
     }
@@ -390,8 +402,9 @@ pub fn read_orders(path: &Path, opts: OrdersOptions) -> Result<Interactions, Inp
             Ok(raw) => break raw,
             Err(stop) => {
                 if !mode.learn(&stop) {
-                    let ParseStop::Bad(msg) = stop else {
-                        unreachable!("only Bad is final")
+                    let (ParseStop::Bad(msg) | ParseStop::Source { message: msg, .. }) = stop
+                    else {
+                        unreachable!("only Bad and Source are final")
                     };
                     return Err(InputError::Parsed(msg));
                 }

@@ -4,12 +4,13 @@
 
 use super::codec::Failure;
 use crate::backend::BackendUnavailable;
-use crate::error::{ConfigError, Exit, GateError, InputError};
+use crate::error::{ConfigError, Exit, GateError, InputError, SourceError};
 use crate::gang::communicator::{CommError, Communicator};
 use crate::gang::jobset::IdentityError;
 use crate::gang::link::LinkError;
 use crate::gang::wire::{self, WireError};
 use crate::input::{KeyKind, KeyMode, ParseStop, RawChunks};
+use crate::postgres::PgError;
 
 /// Another rank of the gang failed and said why; this rank stops with the same class of
 /// exit code.
@@ -56,6 +57,20 @@ pub fn run_exit(err: &anyhow::Error) -> Exit {
             || cause.is::<IdentityError>()
         {
             return Exit::Bad;
+        }
+        if let Some(e) = cause.downcast_ref::<PgError>() {
+            return if e.retriable {
+                Exit::Retriable
+            } else {
+                Exit::Bad
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<SourceError>() {
+            return if e.retriable {
+                Exit::Retriable
+            } else {
+                Exit::Bad
+            };
         }
         // Credentials the model store refuses: a rerun with the same ones fails the same way.
         if let Some(cooc_model::StoreError::Denied { .. }) = cause.downcast_ref() {
@@ -120,17 +135,34 @@ pub(crate) fn parse_agreed(
             .enumerate()
             .map(|(q, bytes)| wire::decode_from::<Option<ParseStop>>(bytes, q as u32, PHASE))
             .collect::<Result<Vec<_>, WireError>>()?;
-        if let Some(ParseStop::Bad(msg)) = &stop {
-            return Err(InputError::Parsed(msg.clone()).into());
+        match &stop {
+            Some(ParseStop::Bad(msg)) => return Err(InputError::Parsed(msg.clone()).into()),
+            Some(ParseStop::Source { message, retriable }) => {
+                return Err(SourceError {
+                    message: message.clone(),
+                    retriable: *retriable,
+                }
+                .into())
+            }
+            _ => {}
         }
         if let Some((q, msg)) = stops.iter().enumerate().find_map(|(q, s)| match s {
-            Some(ParseStop::Bad(m)) => Some((q, m.clone())),
+            Some(ParseStop::Bad(m)) => Some((q, (m.clone(), Exit::Bad))),
+            Some(ParseStop::Source { message, retriable }) => {
+                let code = if *retriable {
+                    Exit::Retriable
+                } else {
+                    Exit::Bad
+                };
+                Some((q, (message.clone(), code)))
+            }
             _ => None,
         }) {
+            let (message, code) = msg;
             return Err(PeerFailed {
                 rank: q as u32,
-                message: msg,
-                code: Exit::Bad as u8,
+                message,
+                code: code as u8,
             }
             .into());
         }

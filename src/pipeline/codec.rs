@@ -15,6 +15,7 @@ use crate::kernel::TopK;
 
 /// Phase names, shared by both ends of each collective.
 pub(crate) mod phase {
+    pub(crate) const SNAPSHOT: &str = "sharing the database snapshot";
     pub(crate) const KEYS: &str = "merging item keys";
     pub(crate) const OWNERS: &str = "agreeing on basket owners";
     pub(crate) const ROWS: &str = "routing rows to basket owners";

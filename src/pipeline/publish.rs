@@ -114,6 +114,7 @@ pub fn check_not_empty(plan: &TrainPlan, meta: &ModelMeta) -> Result<(), InputEr
         Source::Synthetic { spec, .. } => {
             PathBuf::from(format!("<generated {}>", spec.fingerprint()))
         }
+        Source::Postgres { db, .. } => PathBuf::from(format!("<{}>", db.describe())),
     };
     let msg = if meta.n_rows == 0 {
         "no rows to train on (only a header, or an empty file)"
@@ -190,6 +191,18 @@ pub fn read_books(plan: &TrainPlan) -> anyhow::Result<Option<Books>> {
                 &csv[..],
             )?))
         }
+        (None, Source::Postgres { db, .. }) => match &db.books_table {
+            Some(table) => {
+                let session = crate::postgres::Session::connect(db)?;
+                let csv = session.books_csv(table)?;
+                let name = format!("<PostgreSQL {} {table}>", session.server());
+                Ok(Some(Books::from_reader(
+                    std::path::Path::new(&name),
+                    &csv[..],
+                )?))
+            }
+            None => Ok(None),
+        },
         (None, _) => Ok(None),
     }
 }

@@ -20,7 +20,7 @@ use super::codec::{self, phase, BasketKey, ChunkCrc, RowsIn, RowsOut};
 use super::keys::{basket_owners, keep_every, merge_keys, translate};
 use crate::gang::communicator::Communicator;
 use crate::gang::schedule::{basket_owner, hash_int_key};
-use crate::gang::wire::WireError;
+use crate::gang::wire::{self, WireError};
 use crate::input::{self, assign_ids, Col, Interactions, OrdersFile, OrdersOptions, RawChunks};
 use crate::plan::{Source, TrainPlan};
 use cooc_model::Keys;
@@ -53,6 +53,70 @@ pub(crate) fn step(name: &str, t: &mut std::time::Instant) {
         "step done"
     );
     *t = std::time::Instant::now();
+}
+
+/// Step 1 from PostgreSQL: rank 0 opens a read-only snapshot, exports it and plans the
+/// read; every other rank imports that snapshot (rank 0's transaction stays open until all
+/// have); then each rank streams its share. Every rank sees exactly the rows committed
+/// when rank 0 took the snapshot, whatever the shop writes meanwhile. The input's
+/// fingerprint names the server, the relation and the snapshot (`xmin:xmax:xip`).
+fn read_postgres(
+    plan: &TrainPlan,
+    comm: &dyn Communicator,
+    db: &crate::postgres::PgSource,
+    basket_by: input::BasketBy,
+) -> anyhow::Result<(RawChunks, String)> {
+    let rank = comm.rank();
+    let session = agree(
+        comm,
+        "connecting to PostgreSQL",
+        crate::postgres::Session::connect(db).map_err(anyhow::Error::from),
+    )?;
+    let need_time = plan.holdout || plan.decay.is_some();
+    let exported = if rank == 0 {
+        session
+            .export(
+                db,
+                basket_by,
+                need_time,
+                plan.keys == input::KeyKind::String,
+            )
+            .map(Some)
+            .map_err(anyhow::Error::from)
+    } else {
+        Ok(None)
+    };
+    let exported = agree(comm, "opening the snapshot", exported)?;
+    let all = comm.all_gather(phase::SNAPSHOT, &wire::encode(&exported))?;
+    let read: crate::postgres::ReadPlan =
+        wire::decode_from::<Option<crate::postgres::ReadPlan>>(&all[0], 0, phase::SNAPSHOT)?
+            .ok_or_else(|| WireError {
+                rank: 0,
+                phase: phase::SNAPSHOT,
+                detail: "no snapshot from rank 0".into(),
+            })?;
+    drop(all);
+    let imported = if rank == 0 {
+        Ok(())
+    } else {
+        session.import(&read).map_err(anyhow::Error::from)
+    };
+    // Every rank holds the snapshot once this returns.
+    agree(comm, "importing the snapshot", imported)?;
+    let sql = read.share_sql(rank, comm.world());
+    let lay = read.layout(basket_by, need_time);
+    let initial = read.key_mode();
+    let what = match &db.query {
+        Some(_) => "--orders-query".to_owned(),
+        None => db.table.clone(),
+    };
+    let name = format!("PostgreSQL {} ({what})", session.server());
+    let raw = parse_agreed(comm, plan.keys, &name, |mode| {
+        session.read(&sql, &lay, mode.union(initial), &name)
+    })?;
+    let fingerprint = format!("postgres:{}:{what}@{}", session.server(), read.visible);
+    session.finish();
+    Ok((raw, fingerprint))
 }
 
 /// Steps 1-3: this rank's baskets, whole, with global item ids.
@@ -93,6 +157,10 @@ pub(crate) fn read_share(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::R
             })?;
             let header = file.header_crc();
             (raw, Fingerprint::Shared { header })
+        }
+        Source::Postgres { db, basket_by } => {
+            let (raw, fingerprint) = read_postgres(plan, comm, db, *basket_by)?;
+            (raw, Fingerprint::Known(fingerprint))
         }
         Source::Synthetic { spec, basket_by } => {
             let blocks = crate::gen::customer_csv(spec, |c| {
