@@ -14,6 +14,7 @@ mod kernel_props;
 mod layers;
 mod manifests;
 mod newcomer;
+mod postgres;
 mod s3;
 mod submit;
 mod tune;
