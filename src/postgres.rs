@@ -639,32 +639,24 @@ impl Session {
         }
         let mut parsed = parsed;
         parsed.sort_unstable_by_key(|p| p.0);
-        let mut raw = RawChunks {
-            basket: Vec::with_capacity(parsed.len()),
-            item: Vec::with_capacity(parsed.len()),
-            time: Vec::with_capacity(parsed.len()),
-            crcs: Vec::with_capacity(parsed.len()),
-        };
-        for (i, out, text) in parsed {
-            let out = out.map_err(|e| match e {
-                ChunkErr::Quoted => ParseStop::Quoted,
-                ChunkErr::NotInt { basket } => ParseStop::NotInt { basket },
-                ChunkErr::Row(e) => {
-                    let start = e.offset as usize;
-                    let line = text[start.min(text.len())..]
-                        .split(|&b| b == b'\n')
-                        .next()
-                        .unwrap_or_default();
-                    let line = String::from_utf8_lossy(&line[..line.len().min(200)]);
-                    ParseStop::Bad(format!("{name}: row ({line}): {}", e.msg))
-                }
-            })?;
-            raw.crcs.push((i as u32, out.crc.finalize(), 0));
-            raw.basket.push(out.basket);
-            raw.item.push(out.item);
-            raw.time.push(out.time);
-        }
-        Ok(raw)
+        let chunks = parsed
+            .into_iter()
+            .map(|(i, out, text)| {
+                let out = out.map_err(|e| {
+                    ParseStop::of(e, |e| {
+                        let start = (e.offset as usize).min(text.len());
+                        let line = text[start..]
+                            .split(|&b| b == b'\n')
+                            .next()
+                            .unwrap_or_default();
+                        let line = String::from_utf8_lossy(&line[..line.len().min(200)]);
+                        format!("{name}: row ({line}): {}", e.msg)
+                    })
+                })?;
+                Ok((i as u32, text.len() as u64, out))
+            })
+            .collect::<Result<Vec<_>, ParseStop>>()?;
+        Ok(RawChunks::from_chunks(chunks))
     }
 
     /// `id,title,author` of every book in `table`, as CSV with a header.

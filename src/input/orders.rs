@@ -310,31 +310,17 @@ impl OrdersFile {
                 Ok((c, b - a, out))
             })
             .collect();
-        let chunks = result.map_err(|e| match e {
-            ChunkErr::Quoted => ParseStop::Quoted,
-            ChunkErr::NotInt { basket } => ParseStop::NotInt { basket },
-            ChunkErr::Row(e) => ParseStop::Bad(
+        let chunks = result.map_err(|e| {
+            ParseStop::of(e, |e| {
                 InputError::Row {
                     path: self.path.clone(),
                     line: line_of(&self.file, e.offset),
                     msg: e.msg,
                 }
-                .to_string(),
-            ),
+                .to_string()
+            })
         })?;
-        let mut raw = RawChunks {
-            basket: Vec::with_capacity(chunks.len()),
-            item: Vec::with_capacity(chunks.len()),
-            time: Vec::with_capacity(chunks.len()),
-            crcs: Vec::with_capacity(chunks.len()),
-        };
-        for (c, len, out) in chunks {
-            raw.crcs.push((c, out.crc.clone().finalize(), len));
-            raw.basket.push(out.basket);
-            raw.item.push(out.item);
-            raw.time.push(out.time);
-        }
-        Ok(raw)
+        Ok(RawChunks::from_chunks(chunks))
     }
 }
 
@@ -355,27 +341,16 @@ pub(crate) fn parse_generated(
         basket_by: opts.basket_by,
         need_time: opts.need_time || matches!(opts.basket_by, BasketBy::Window(_)),
     };
-    let chunks: Vec<ChunkOut> = blocks
+    let chunks: Vec<(u32, u64, ChunkOut)> = blocks
         .par_iter()
-        .map(|b| parse_chunk(b, 0, &lay, mode.str_basket, mode.str_item, false))
+        .enumerate()
+        .map(|(i, b)| {
+            let out = parse_chunk(b, 0, &lay, mode.str_basket, mode.str_item, false)?;
+            Ok((i as u32, b.len() as u64, out))
+        })
         .collect::<Result<_, _>>()
-        .map_err(|e| match e {
-            ChunkErr::Row(e) => ParseStop::Bad(format!("<generated>: {}", e.msg)),
-            ChunkErr::NotInt { basket } => ParseStop::NotInt { basket },
-            ChunkErr::Quoted => ParseStop::Quoted,
-        })?;
-    let mut raw = RawChunks {
-        basket: Vec::new(),
-        item: Vec::new(),
-        time: Vec::new(),
-        crcs: Vec::new(),
-    };
-    for c in chunks {
-        raw.basket.push(c.basket);
-        raw.item.push(c.item);
-        raw.time.push(c.time);
-    }
-    Ok(raw)
+        .map_err(|e| ParseStop::of(e, |e| format!("<generated>: {}", e.msg)))?;
+    Ok(RawChunks::from_chunks(chunks))
 }
 
 /// `crc32:<hex>:len=<bytes>` of a file from the crc of its header and of every body chunk
@@ -415,7 +390,35 @@ pub fn read_orders(path: &Path, opts: OrdersOptions) -> Result<Interactions, Inp
     Ok(raw.into_interactions(file.need_time(), fingerprint))
 }
 
+impl ParseStop {
+    /// The stop a chunk's error means; `bad` names a bad row (file and line, or source).
+    pub(crate) fn of(e: ChunkErr, bad: impl FnOnce(RowErr) -> String) -> ParseStop {
+        match e {
+            ChunkErr::Quoted => ParseStop::Quoted,
+            ChunkErr::NotInt { basket } => ParseStop::NotInt { basket },
+            ChunkErr::Row(e) => ParseStop::Bad(bad(e)),
+        }
+    }
+}
+
 impl RawChunks {
+    /// Parsed chunks, `(index, length, columns)` in order.
+    pub(crate) fn from_chunks(chunks: Vec<(u32, u64, ChunkOut)>) -> RawChunks {
+        let mut raw = RawChunks {
+            basket: Vec::with_capacity(chunks.len()),
+            item: Vec::with_capacity(chunks.len()),
+            time: Vec::with_capacity(chunks.len()),
+            crcs: Vec::with_capacity(chunks.len()),
+        };
+        for (c, len, out) in chunks {
+            raw.crcs.push((c, out.crc.finalize(), len));
+            raw.basket.push(out.basket);
+            raw.item.push(out.item);
+            raw.time.push(out.time);
+        }
+        raw
+    }
+
     /// Every row of these chunks, numbered densely in key order: the input of one process
     /// (the times kept only when `need_time`).
     pub(crate) fn into_interactions(self, need_time: bool, fingerprint: String) -> Interactions {
