@@ -128,13 +128,36 @@ impl PgError {
     }
 }
 
+/// Checks a connection string before it is handed to other processes (`cooc submit`): it
+/// must parse and must not hold a password, which would show in the manifest and the
+/// process list.
+pub fn check_conn(conn: &str) -> Result<(), PgError> {
+    let raw = conn.trim();
+    let cfg: Config = raw
+        .parse()
+        .map_err(|e| PgError::bad("(--postgres)", format!("not a connection string: {e}")))?;
+    if cfg.get_password().is_some() {
+        let host = match cfg.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        return Err(PgError::bad(
+            &host,
+            "the connection string holds a password, which would show in the JobSet: \
+             put it in the database Secret (key `password`) instead",
+        ));
+    }
+    Ok(())
+}
+
 /// The connection settings for `src`, with what it leaves out taken from the `PG*`
 /// variables and libpq's defaults, and `user@host:port/db` to name the server by.
 fn resolve(src: &PgSource) -> Result<(Config, String), PgError> {
     let raw = src.conn.trim();
     let mut cfg: Config = raw
         .parse()
-        .map_err(|e| PgError::bad(raw, format!("not a connection string: {e}")))?;
+        .map_err(|e| PgError::bad("(--postgres)", format!("not a connection string: {e}")))?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if cfg.get_hosts().is_empty() {
         cfg.host(env("PGHOST").unwrap_or_else(|| "localhost".into()));
@@ -143,7 +166,7 @@ fn resolve(src: &PgSource) -> Result<(Config, String), PgError> {
         if let Some(p) = env("PGPORT") {
             let p = p
                 .parse::<u16>()
-                .map_err(|_| PgError::bad(raw, format!("PGPORT {p:?} is not a port")))?;
+                .map_err(|_| PgError::bad("(--postgres)", format!("PGPORT {p:?} is not a port")))?;
             cfg.port(p);
         }
     }
@@ -573,7 +596,21 @@ impl Session {
 
     /// Streams `sql` (a `COPY ... TO STDOUT`) into `tx` in blocks of whole rows; the
     /// number of rows.
-    fn copy_out(&self, sql: &str, tx: mpsc::SyncSender<Vec<u8>>) -> Result<u64, PgError> {
+    /// Blocks come from `free` (those the parsers are done with) before new ones are made,
+    /// so a read holds a handful of blocks however long the table is.
+    fn copy_out(
+        &self,
+        sql: &str,
+        tx: mpsc::SyncSender<Vec<u8>>,
+        free: mpsc::Receiver<Vec<u8>>,
+    ) -> Result<u64, PgError> {
+        let fresh = || match free.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(BLOCK_BYTES + (64 << 10)),
+        };
         self.rt.block_on(async {
             let stream = self
                 .client
@@ -581,15 +618,14 @@ impl Session {
                 .await
                 .map_err(|e| PgError::of(&self.server, "reading the orders", &e))?;
             pin_mut!(stream);
-            let mut block = Vec::with_capacity(BLOCK_BYTES + (64 << 10));
+            let mut block = fresh();
             let mut rows = 0u64;
             while let Some(row) = stream.next().await {
                 let row = row.map_err(|e| PgError::of(&self.server, "reading the orders", &e))?;
                 block.extend_from_slice(&row);
                 rows += 1;
                 if block.len() >= BLOCK_BYTES {
-                    let full =
-                        std::mem::replace(&mut block, Vec::with_capacity(BLOCK_BYTES + (64 << 10)));
+                    let full = std::mem::replace(&mut block, fresh());
                     if tx.send(full).is_err() {
                         break;
                     }
@@ -613,8 +649,9 @@ impl Session {
         name: &str,
     ) -> Result<RawChunks, ParseStop> {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(rayon::current_num_threads() + 1);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
         let (read, parsed) = std::thread::scope(|s| {
-            let reader = s.spawn(move || self.copy_out(sql, tx));
+            let reader = s.spawn(move || self.copy_out(sql, tx, free_rx));
             let parsed: Vec<(usize, Result<_, ChunkErr>, Vec<u8>)> = rx
                 .into_iter()
                 .enumerate()
@@ -622,8 +659,14 @@ impl Session {
                 .map(|(i, block)| {
                     let out =
                         parse_chunk(&block, 0, lay, mode.str_basket, mode.str_item, mode.quoted);
-                    // Keep the text of a failed block only, to quote the bad row.
-                    let keep = if out.is_err() { block } else { Vec::new() };
+                    // Keep the text of a failed block only, to quote the bad row; hand the
+                    // others back to the reader.
+                    let keep = if out.is_err() {
+                        block
+                    } else {
+                        let _ = free_tx.send(block);
+                        Vec::new()
+                    };
                     (i, out, keep)
                 })
                 .collect();
@@ -679,7 +722,9 @@ impl Session {
             format!("COPY (SELECT id, title, author FROM {name}) TO STDOUT (FORMAT csv, HEADER)");
         let (tx, rx) = mpsc::sync_channel(4);
         let (read, blocks) = std::thread::scope(|s| {
-            let reader = s.spawn(move || self.copy_out(&sql, tx));
+            // No pool: every block is kept.
+            let (_, none) = mpsc::channel();
+            let reader = s.spawn(move || self.copy_out(&sql, tx, none));
             let blocks: Vec<Vec<u8>> = rx.into_iter().collect();
             (reader.join(), blocks)
         });
