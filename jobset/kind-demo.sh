@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The 2-worker kind demo: a kind cluster with 2 workers, JobSet 0.12.0 and Kueue 0.19.2 from
-# their pinned Helm charts, the cooc image loaded, kueue/ and jobset/ applied, gang admission
-# shown, the training JobSet awaited, serve/k8s/ deployed, and recommendations printed
-# through a port-forward.
+# their pinned Helm charts, the cooc image loaded, the Bookstore's PostgreSQL created
+# (jobset/bookstore-db/: pinned image, PVC, seeded with `cooc gen --postgres`), kueue/ and
+# jobset/postgres/ applied, gang admission shown, the training JobSet awaited (it reads one
+# snapshot of the database), serve/k8s/ deployed, and recommendations printed through a
+# port-forward.
 #
 #   jobset/kind-demo.sh            run the demo
 #   jobset/kind-demo.sh cleanup    delete the cluster
@@ -56,10 +58,28 @@ kubectl -n "$NS" get secret cooc-rank-secret >/dev/null 2>&1 ||
   kubectl -n "$NS" create secret generic cooc-rank-secret \
     --from-literal=secret="$(docker run --rm --entrypoint /cooc "$IMAGE" secret)"
 
+say "the Bookstore database (jobset/bookstore-db/): passwords in Secrets, schema and data seeded"
+secret() { docker run --rm --entrypoint /cooc "$IMAGE" secret; }
+kubectl get namespace bookstore >/dev/null 2>&1 || kubectl create namespace bookstore
+if ! kubectl -n bookstore get secret bookstore-db-admin >/dev/null 2>&1; then
+  kubectl -n bookstore create secret generic bookstore-db-admin \
+    --from-literal=password="$(secret)" --from-literal=cooc-password="$(secret)"
+fi
+# What the ranks get: the read-only role's URL (no password in it) and password.
+kubectl -n "$NS" get secret bookstore-db >/dev/null 2>&1 ||
+  kubectl -n "$NS" create secret generic bookstore-db \
+    --from-literal=url=postgresql://cooc@bookstore-db.bookstore.svc.cluster.local:5432/bookstore \
+    --from-literal=password="$(kubectl -n bookstore get secret bookstore-db-admin \
+      -o jsonpath='{.data.cooc-password}' | base64 -d)"
+kubectl apply -k jobset/bookstore-db/
+kubectl -n bookstore rollout status statefulset/bookstore-db --timeout=300s
+kubectl -n bookstore wait job/bookstore-db-seed --for=condition=Complete --timeout=600s
+kubectl -n bookstore logs job/bookstore-db-seed --tail=2
+
 say "gang admission: quota 0 first, so the JobSet waits as one pending Workload"
 kubectl patch clusterqueue bookstore-ml-cq --type=json \
   -p '[{"op":"replace","path":"/spec/resourceGroups/0/flavors/0/resources/0/nominalQuota","value":"0"}]'
-kubectl apply -k jobset/
+kubectl apply -k jobset/postgres/
 sleep 5
 kubectl -n "$NS" get workloads
 echo "pods while pending (none: the JobSet is suspended):"
@@ -69,7 +89,7 @@ kubectl -n "$NS" wait workloads --all --for=condition=Admitted --timeout=120s
 kubectl -n "$NS" get workloads
 kubectl -n "$NS" get pods -l jobset.sigs.k8s.io/jobset-name=recommender-train -o wide
 
-say "training: waiting for the JobSet to complete"
+say "training from the database: waiting for the JobSet to complete"
 kubectl -n "$NS" wait jobset/recommender-train --for=condition=Completed --timeout=600s
 kubectl -n "$NS" logs -l jobset.sigs.k8s.io/jobset-name=recommender-train --tail=3 --prefix
 

@@ -35,13 +35,31 @@ pub(super) fn submit(a: SubmitArgs) -> anyhow::Result<u8> {
             let repo = if a.gpu { "cooc-gpu" } else { "cooc" };
             format!("{repo}:{}", env!("CARGO_PKG_VERSION"))
         }),
-        input: match a.orders {
-            Some(orders) => Input::Files {
+        input: match (a.orders, a.postgres) {
+            (Some(orders), _) => Input::Files {
                 orders,
                 books: a.books,
                 claim: a.input_claim,
             },
-            None => Input::Generate {
+            (None, Some(url)) => {
+                if url.starts_with("$(") {
+                    // Kubernetes leaves $(VAR) as is when VAR is unset: the CronJob's
+                    // optional Secret key is missing.
+                    return Err(ConfigError(format!(
+                        "--postgres {url}: the variable is not set (is the Secret {} there, with a key `url`?)",
+                        a.postgres_secret
+                    ))
+                    .into());
+                }
+                crate::postgres::check_conn(&url)?;
+                Input::Postgres {
+                    url,
+                    secret: a.postgres_secret,
+                    orders_table: a.orders_table,
+                    books_table: a.books_table,
+                }
+            }
+            (None, None) => Input::Generate {
                 size: a
                     .generate
                     .to_possible_value()

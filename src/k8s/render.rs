@@ -29,6 +29,14 @@ pub const DEFAULT_GATE_ARGS: [&str; 4] = ["--holdout", "last", "--min-avg-top1-c
 const MODEL_MOUNT: &str = "/workspace/model";
 /// Where an input PVC is mounted, read-only.
 const INPUT_MOUNT: &str = "/input";
+/// Where the database Secret is mounted, read-only.
+pub const DB_SECRET_MOUNT: &str = "/var/run/bookstore-db";
+/// The Secret of the Bookstore database: `url` (for the nightly CronJob) and `password`
+/// (mounted into every rank).
+pub const DB_SECRET: &str = "bookstore-db";
+/// The label that puts a rank pod under the egress NetworkPolicy of database readers
+/// (`bookstore-db-egress` in jobset/base/).
+pub const DB_CLIENT_LABEL: &str = "bookstore-db-client";
 
 /// How the run is named.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +66,18 @@ pub enum Input {
         books: Option<String>,
         /// The PersistentVolumeClaim holding the files.
         claim: Option<String>,
+    },
+    /// The Bookstore's PostgreSQL, read by every rank in one snapshot; the password comes
+    /// from a Secret mounted at [`DB_SECRET_MOUNT`], never from the manifest.
+    Postgres {
+        /// The connection string (libpq URI or key=value), without a password.
+        url: String,
+        /// The Secret holding the password under the key `password`.
+        secret: String,
+        /// `--orders-table`, when not the default.
+        orders_table: Option<String>,
+        /// `--books-table`, if titles come from the database.
+        books_table: Option<String>,
     },
 }
 
@@ -141,6 +161,25 @@ impl RunSpec {
                 args.extend(["--orders".into(), at(orders)]);
                 if let Some(b) = books {
                     args.extend(["--books".into(), at(b)]);
+                }
+            }
+            Input::Postgres {
+                url,
+                orders_table,
+                books_table,
+                ..
+            } => {
+                args.extend([
+                    "--postgres".into(),
+                    url.clone(),
+                    "--postgres-password-file".into(),
+                    format!("{DB_SECRET_MOUNT}/password"),
+                ]);
+                if let Some(t) = orders_table {
+                    args.extend(["--orders-table".into(), t.clone()]);
+                }
+                if let Some(t) = books_table {
+                    args.extend(["--books-table".into(), t.clone()]);
                 }
             }
         }
@@ -234,21 +273,48 @@ impl RunSpec {
             Some(e) => e["value"] = json!(self.world_size.to_string()),
             None => env.push(json!({"name": "WORLD_SIZE", "value": self.world_size.to_string()})),
         }
-        if let Input::Files {
-            claim: Some(claim), ..
-        } = &self.input
-        {
+        // An input on a claim, or the database Secret, mounted read-only.
+        let input_volume = match &self.input {
+            Input::Files {
+                claim: Some(claim), ..
+            } => Some((
+                json!({"name": "input", "mountPath": INPUT_MOUNT, "readOnly": true}),
+                json!({
+                    "name": "input",
+                    "persistentVolumeClaim": {"claimName": claim, "readOnly": true}
+                }),
+            )),
+            // Optional: without the Secret a rank fails at once naming the missing file
+            // (exit 2), where a required one would leave the gang's pods pending.
+            Input::Postgres { secret, .. } => Some((
+                json!({"name": "bookstore-db", "mountPath": DB_SECRET_MOUNT, "readOnly": true}),
+                json!({
+                    "name": "bookstore-db",
+                    "secret": {
+                        "secretName": secret,
+                        "optional": true,
+                        "defaultMode": 288,
+                        "items": [{"key": "password", "path": "password"}]
+                    }
+                }),
+            )),
+            _ => None,
+        };
+        if let Some((mount, volume)) = input_volume {
             container["volumeMounts"]
                 .as_array_mut()
                 .ok_or_else(|| RenderError("the rank container has no volumeMounts".into()))?
-                .push(json!({"name": "input", "mountPath": INPUT_MOUNT, "readOnly": true}));
+                .push(mount);
             pod["volumes"]
                 .as_array_mut()
                 .ok_or_else(|| RenderError("the pod has no volumes".into()))?
-                .push(json!({
-                    "name": "input",
-                    "persistentVolumeClaim": {"claimName": claim, "readOnly": true}
-                }));
+                .push(volume);
+        }
+        if let Input::Postgres { .. } = &self.input {
+            job["template"]["metadata"]["labels"]
+                .as_object_mut()
+                .ok_or_else(|| RenderError("the pod template has no labels".into()))?
+                .insert(DB_CLIENT_LABEL.into(), json!("true"));
         }
         if let Some(url) = &self.model_store {
             if !url.contains("://") {
@@ -439,6 +505,48 @@ mod tests {
             .unwrap();
         assert_eq!(mount["mountPath"], "/input");
         assert_eq!(mount["readOnly"], true);
+    }
+
+    #[test]
+    fn a_database_input_mounts_the_password_and_labels_the_ranks() {
+        let spec = RunSpec {
+            input: Input::Postgres {
+                url: "host=db dbname=shop".into(),
+                secret: "shop-db".into(),
+                orders_table: Some("sales.orders".into()),
+                books_table: None,
+            },
+            ..RunSpec::default()
+        };
+        let args = spec.rank_args();
+        assert_eq!(
+            args[..8],
+            [
+                "train",
+                "--jobset",
+                "--postgres",
+                "host=db dbname=shop",
+                "--postgres-password-file",
+                "/var/run/bookstore-db/password",
+                "--orders-table",
+                "sales.orders"
+            ]
+        );
+        let js = spec.render().unwrap();
+        let tpl = &js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"];
+        assert_eq!(tpl["metadata"]["labels"][DB_CLIENT_LABEL], "true");
+        let vol = tpl["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "bookstore-db")
+            .unwrap();
+        assert_eq!(vol["secret"]["secretName"], "shop-db");
+        assert_eq!(vol["secret"]["items"][0]["key"], "password");
+        // Other inputs are not under the database egress policy.
+        let plain = RunSpec::default().render().unwrap();
+        let tpl = &plain["spec"]["replicatedJobs"][0]["template"]["spec"]["template"];
+        assert!(tpl["metadata"]["labels"].get(DB_CLIENT_LABEL).is_none());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The Kubernetes manifests (kueue/, jobset/, jobset/nightly/, the jobset/gpu/ overlay,
+//! The Kubernetes manifests (kueue/, jobset/, jobset/nightly/, the kind demo's database
+//! jobset/bookstore-db/, the jobset/gpu/, jobset/s3/ and jobset/postgres/ overlays,
 //! serve/k8s/, and the JobSet `cooc submit` renders for the nightly CronJob) as users apply
 //! them: every
 //! document parses; built-in kinds deserialize into `k8s-openapi` types with nothing dropped;
@@ -21,16 +22,24 @@ use pod_security::{pod_templates, restricted_violations};
 use serde_json::{json, Value};
 
 const NAMESPACE: &str = "bookstore-ml";
+/// The shop's namespace, where the kind demo's database runs.
+const SHOP_NAMESPACE: &str = "bookstore";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Directories of plain manifests, each with a kustomization listing them.
-const MANIFEST_DIRS: [&str; 4] = ["kueue", "jobset/base", "jobset/nightly", "serve/k8s/base"];
+const MANIFEST_DIRS: [&str; 5] = [
+    "kueue",
+    "jobset/base",
+    "jobset/bookstore-db",
+    "jobset/nightly",
+    "serve/k8s/base",
+];
 
 /// Overlays of patches only: what each makes of its base is checked like the base.
-const OVERLAYS: [&str; 3] = ["jobset/gpu", "jobset/s3", "serve/k8s/s3"];
+const OVERLAYS: [&str; 4] = ["jobset/gpu", "jobset/s3", "jobset/postgres", "serve/k8s/s3"];
 
 /// Every object of every manifest (kustomization files aside), with its file; then what
 /// the overlays make of their bases, and the JobSet the nightly CronJob submits.
@@ -117,18 +126,54 @@ fn cooc(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// What the nightly CronJob's `cooc submit` sends, rendered with `--dry-run`.
-fn nightly_submission(base: &[(PathBuf, Value)]) -> Value {
-    let cj = named(base, "CronJob", "recommender-nightly");
-    let args: Vec<&str> = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-        ["args"]
+/// The JobSet of the jobset/postgres/ overlay, as kustomize would make it.
+fn postgres_overlay(all: &[(PathBuf, Value)]) -> Value {
+    overlay("jobset/postgres", all)
+        .into_iter()
+        .find(|v| kind(v) == "JobSet")
+        .expect("the postgres overlay has the JobSet")
+}
+
+/// The strings of a container's `args`.
+fn args_of(c: &Value) -> Vec<&str> {
+    c["args"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap())
-        .collect();
+        .collect()
+}
+
+/// The value after `flag` in `args`.
+fn flag<'a>(args: &[&'a str], flag: &str) -> &'a str {
+    let at = args.iter().position(|a| *a == flag).unwrap_or_else(|| {
+        panic!("{flag} is not among {args:?}");
+    });
+    args[at + 1]
+}
+
+/// What the nightly CronJob's `cooc submit` sends, rendered with `--dry-run`, with the
+/// database URL Kubernetes would take from the Secret being the one jobset/postgres/ names.
+fn nightly_submission(base: &[(PathBuf, Value)]) -> Value {
+    let cj = named(base, "CronJob", "recommender-nightly");
+    let args = args_of(&cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]);
     assert_eq!(args[0], "submit");
-    let mut dry = args.clone();
+    let pg = postgres_overlay(base);
+    let url = flag(
+        &args_of(
+            &pg["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"]
+                [0],
+        ),
+        "--postgres",
+    )
+    .to_owned();
+    let mut dry: Vec<&str> = args
+        .iter()
+        .map(|a| match *a {
+            "$(BOOKSTORE_DB_URL)" => url.as_str(),
+            a => a,
+        })
+        .collect();
     dry.push("--dry-run");
     serde_yaml_ng::from_str(&cooc(&dry)).unwrap()
 }
@@ -246,6 +291,9 @@ fn built_in_kinds_round_trip_through_k8s_openapi() {
                 round_trip::<rbac::v1::RoleBinding>(f, v)
             }
             ("batch/v1", "CronJob") => round_trip::<batch::v1::CronJob>(f, v),
+            ("batch/v1", "Job") => round_trip::<batch::v1::Job>(f, v),
+            ("apps/v1", "StatefulSet") => round_trip::<apps::v1::StatefulSet>(f, v),
+            ("v1", "ConfigMap") => round_trip::<core::v1::ConfigMap>(f, v),
             (api, _)
                 if api.starts_with("jobset.x-k8s.io/") || api.starts_with("kueue.x-k8s.io/") =>
             {
@@ -261,7 +309,7 @@ fn built_in_kinds_round_trip_through_k8s_openapi() {
     // Every JobSet's Job template is a built-in type too (the overlays' and the submitted
     // one's included).
     let jobsets: Vec<_> = all.iter().filter(|(_, v)| kind(v) == "JobSet").collect();
-    assert_eq!(jobsets.len(), 4);
+    assert_eq!(jobsets.len(), 5);
     for (f, js) in jobsets {
         for rj in js["spec"]["replicatedJobs"].as_array().unwrap() {
             round_trip::<k8s_openapi::api::batch::v1::JobTemplateSpec>(f, &rj["template"]);
@@ -541,11 +589,14 @@ fn objects_live_in_the_namespace_unless_cluster_scoped() {
                 f.display(),
                 kind(v)
             );
+        } else if f.starts_with(repo().join("jobset/bookstore-db")) {
+            assert_eq!(ns, SHOP_NAMESPACE, "{}: {}", f.display(), kind(v));
         } else {
             assert_eq!(ns, NAMESPACE, "{}: {}", f.display(), kind(v));
         }
     }
     named(&all, "Namespace", NAMESPACE);
+    named(&all, "Namespace", SHOP_NAMESPACE);
 }
 
 #[test]
@@ -794,8 +845,9 @@ fn every_image_is_pinned() {
     let all = objects();
     let js = named(&all, "JobSet", "recommender-train");
     let ranks = rank_jobs(js).into_iter().map(|(_, _, pod)| pod);
-    let serving = of_kind(&all, "Deployment")
+    let serving = ["Deployment", "StatefulSet", "Job"]
         .into_iter()
+        .flat_map(|k| of_kind(&all, k))
         .map(|d| &d["spec"]["template"]["spec"]);
     for pod in ranks.chain(serving) {
         for c in pod["containers"].as_array().unwrap() {
@@ -920,11 +972,23 @@ fn the_nightly_cronjob_submits_the_same_gang_under_its_own_service_account() {
         .as_str()
         .unwrap();
     named(&all, "LocalQueue", lq);
-    let base = named(&all, "JobSet", "recommender-train");
     assert_eq!(
-        sent["spec"], base["spec"],
-        "the nightly run trains exactly what jobset/ describes"
+        sent["spec"],
+        postgres_overlay(&all)["spec"],
+        "the nightly run trains exactly what jobset/postgres/ describes"
     );
+    // The database URL comes from the Secret the ranks' password comes from.
+    let submit = &pod["containers"][0];
+    assert!(args_of(submit).contains(&"$(BOOKSTORE_DB_URL)"));
+    let from = submit["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "BOOKSTORE_DB_URL")
+        .map(|e| &e["valueFrom"]["secretKeyRef"])
+        .expect("BOOKSTORE_DB_URL from a Secret");
+    assert_eq!(from["name"], "bookstore-db");
+    assert_eq!(from["key"], "url");
     let image = pod["containers"][0]["image"].as_str().unwrap();
     assert!(image.contains(':') && !image.ends_with(":latest"));
 }
@@ -1117,6 +1181,219 @@ fn cooc_submit_model_dir_sends_what_the_s3_overlay_makes() {
     }
 }
 
+#[test]
+fn cooc_submit_postgres_sends_what_the_postgres_overlay_makes() {
+    let mut want = postgres_overlay(&files());
+    let meta = want["metadata"].as_object_mut().unwrap();
+    meta.remove("name");
+    meta.insert("generateName".into(), json!("recommender-train-"));
+    let rank =
+        &want["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0];
+    let url = flag(&args_of(rank), "--postgres").to_owned();
+    let got: Value = serde_yaml_ng::from_str(&cooc(&[
+        "submit",
+        "--dry-run",
+        "--postgres",
+        &url,
+        "--books-table",
+        "books",
+    ]))
+    .unwrap();
+    assert_eq!(
+        got, want,
+        "cooc submit --postgres and kubectl apply -k jobset/postgres/ differ"
+    );
+    // Another Secret and table are the ranks' to read.
+    let other: Value = serde_yaml_ng::from_str(&cooc(&[
+        "submit",
+        "--dry-run",
+        "--postgres",
+        "host=db.internal dbname=shop user=ml sslmode=require",
+        "--postgres-secret",
+        "shop-db",
+        "--orders-table",
+        "sales.orders",
+    ]))
+    .unwrap();
+    let pod = &other["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"];
+    let args = args_of(&pod["containers"][0]);
+    assert_eq!(flag(&args, "--orders-table"), "sales.orders");
+    assert!(!args.contains(&"--books-table"));
+    let vol = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "bookstore-db")
+        .unwrap();
+    assert_eq!(vol["secret"]["secretName"], "shop-db");
+    // Refused before anything is sent: a password in the URL (it would be in the JobSet,
+    // and is not echoed), a variable Kubernetes left unexpanded, a second input.
+    for (bad, why) in [
+        ("postgresql://ml:hunter22@db/shop", "holds a password"),
+        ("$(BOOKSTORE_DB_URL)", "Secret bookstore-db"),
+    ] {
+        let out = crate::common::cooc(&["submit", "--dry-run", "--postgres", bad]);
+        let err = crate::common::stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains(why), "{bad}: {err}");
+        assert!(!err.contains("hunter22"), "{err}");
+    }
+    let out = crate::common::cooc(&[
+        "submit",
+        "--dry-run",
+        "--postgres",
+        "host=db",
+        "--orders",
+        "orders.csv",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Issue: ranks holding the database password reach the database, the DNS and each other,
+/// and nothing else; ranks of other inputs are not restricted by it.
+#[test]
+fn database_reading_ranks_may_reach_only_dns_their_peers_and_the_database() {
+    let all = objects();
+    let np = named(&all, "NetworkPolicy", "bookstore-db-egress");
+    assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
+    let sel = np["spec"]["podSelector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    let selected = |js: &Value| {
+        let labels =
+            &js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["metadata"]["labels"];
+        sel.iter().all(|(k, v)| &labels[k] == v)
+    };
+    let pg = postgres_overlay(&all);
+    let submitted = nightly_submission(&all);
+    assert!(selected(&pg) && selected(&submitted));
+    for other in [
+        named(&all, "JobSet", "recommender-train").clone(),
+        gpu_overlay(&all),
+    ] {
+        assert!(!selected(&other), "ranks of other inputs keep their egress");
+    }
+    let egress = np["spec"]["egress"].as_array().unwrap();
+    assert_eq!(egress.len(), 3, "DNS, peers, database: nothing else");
+    // DNS: kube-dns in kube-system, port 53 over UDP and TCP.
+    let dns = &egress[0];
+    assert_eq!(
+        dns["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "kube-system"
+    );
+    assert_eq!(
+        dns["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    let mut ports: Vec<String> = dns["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}/{}", p["protocol"].as_str().unwrap(), p["port"]))
+        .collect();
+    ports.sort();
+    assert_eq!(ports, ["TCP/53", "UDP/53"]);
+    // Peers: the rank port of rank pods, as the ingress policy admits.
+    let ranks = named(&all, "NetworkPolicy", "recommender-train-ranks");
+    assert_eq!(
+        egress[1]["to"][0]["podSelector"],
+        ranks["spec"]["podSelector"]
+    );
+    assert_eq!(egress[1]["ports"], ranks["spec"]["ingress"][0]["ports"]);
+    // The database: the pods behind the Service the overlay's URL names, on its port.
+    let rank = &pg["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"];
+    let args = args_of(&rank["containers"][0]);
+    let url = flag(&args, "--postgres");
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split(':').next())
+        .unwrap();
+    let (svc_name, svc_ns) = host.split_once('.').unwrap();
+    let svc_ns = svc_ns.split('.').next().unwrap();
+    let svc = named(&all, "Service", svc_name);
+    assert_eq!(svc["metadata"]["namespace"], svc_ns);
+    let sts = named(&all, "StatefulSet", svc_name);
+    let db_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in svc["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&db_labels[k], v, "the Service selects the database pods");
+    }
+    let db = &egress[2];
+    assert_eq!(
+        db["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        svc_ns
+    );
+    for (k, v) in db["to"][0]["podSelector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&db_labels[k], v, "the policy selects the database pods");
+    }
+    assert!(url.contains(":5432/"));
+    assert_eq!(db["ports"], json!([{"protocol": "TCP", "port": 5432}]));
+    assert_eq!(svc["spec"]["ports"][0]["port"], 5432);
+    // The password: the Secret's key `password`, mounted read-only where the flag points.
+    let file = flag(&args, "--postgres-password-file");
+    let mount = rank["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "bookstore-db")
+        .unwrap();
+    assert_eq!(mount["readOnly"], true);
+    let vol = rank["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "bookstore-db")
+        .unwrap();
+    let item = &vol["secret"]["items"][0];
+    assert_eq!(
+        file,
+        format!(
+            "{}/{}",
+            mount["mountPath"].as_str().unwrap(),
+            item["path"].as_str().unwrap()
+        )
+    );
+    assert_eq!(item["key"], "password");
+    assert_eq!(vol["secret"]["secretName"], "bookstore-db");
+    assert_eq!(vol["secret"]["defaultMode"], 0o440);
+}
+
+/// The kind demo's database: seeded by `cooc gen --postgres` as the owner, read by the ranks
+/// as a role the init script limits to SELECT.
+#[test]
+fn the_demo_database_is_seeded_by_cooc_gen_and_read_by_a_select_only_role() {
+    let all = files();
+    let seed = named(&all, "Job", "bookstore-db-seed");
+    let c = &seed["spec"]["template"]["spec"]["containers"][0];
+    let args = args_of(c);
+    assert_eq!(args[0], "gen");
+    let owner_url = flag(&args, "--postgres");
+    let sts = named(&all, "StatefulSet", "bookstore-db");
+    let db = &sts["spec"]["template"]["spec"]["containers"][0];
+    let owner = env_value(db, "POSTGRES_USER").unwrap().as_str().unwrap();
+    let dbname = env_value(db, "POSTGRES_DB").unwrap().as_str().unwrap();
+    assert!(owner_url.starts_with(&format!("postgresql://{owner}@")));
+    assert!(owner_url.ends_with(&format!("/{dbname}")));
+    let image = db["image"].as_str().unwrap();
+    assert!(image.starts_with("postgres:15."), "{image}");
+    let init = named(&all, "ConfigMap", "bookstore-db-initdb");
+    let script = init["data"]["10-cooc-role.sh"].as_str().unwrap();
+    assert!(script.contains(&format!(
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT ON TABLES TO cooc"
+    )));
+    assert!(!script.contains("GRANT ALL"));
+    // The ranks log in as that role.
+    let pg = postgres_overlay(&all);
+    let rank =
+        &pg["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0];
+    let url = flag(&args_of(rank), "--postgres");
+    assert!(url.starts_with("postgresql://cooc@"), "{url}");
+    assert!(url.ends_with(&format!("/{dbname}")));
+}
+
 /// Kueue's flavor assignment for a pod set of `pods` pods like `pod` (the rules the
 /// ResourceFlavor and ClusterQueue CRDs in tests/crds document): a flavor is eligible when
 /// the pods tolerate each of its NoSchedule/NoExecute `nodeTaints` (unless the flavor's own
@@ -1266,6 +1543,7 @@ fn kubectl_kustomize_builds_every_directory() {
         "jobset",
         "jobset/base",
         "jobset/nightly",
+        "jobset/bookstore-db",
         "serve/k8s",
         "serve/k8s/base",
     ] {
