@@ -37,6 +37,11 @@ fn parse_any_int(field: &[u8]) -> Option<i64> {
 
 /// Parses `created_at` (RFC 3339, or PostgreSQL's `YYYY-MM-DD HH:MM:SS[.f][+TZ]`) to µs.
 pub fn parse_time(field: &[u8]) -> Option<i64> {
+    parse_time_plain(field).or_else(|| parse_time_general(field))
+}
+
+/// [`parse_time`] by chrono's parsers alone.
+pub(crate) fn parse_time_general(field: &[u8]) -> Option<i64> {
     let s = std::str::from_utf8(field).ok()?.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_micros());
@@ -52,6 +57,30 @@ pub fn parse_time(field: &[u8]) -> Option<i64> {
         }
     }
     None
+}
+
+/// The shape nearly every row has, `YYYY-MM-DDTHH:MM:SSZ` (or a space for `T`, or no `Z`:
+/// UTC either way), with its digits read in place; chrono checks the date and time. Anything
+/// else, or anything chrono refuses here (a leap second), is left to the general parsers of
+/// [`parse_time`], which give the same answer for this shape.
+fn parse_time_plain(f: &[u8]) -> Option<i64> {
+    if !(f.len() == 19 || (f.len() == 20 && f[19] == b'Z'))
+        || f[4] != b'-'
+        || f[7] != b'-'
+        || !(f[10] == b'T' || f[10] == b' ')
+        || f[13] != b':'
+        || f[16] != b':'
+    {
+        return None;
+    }
+    let num = |a: usize, n: usize| -> Option<u32> {
+        f[a..a + n].iter().try_fold(0u32, |v, &b| {
+            b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 2)?, num(8, 2)?)?;
+    let t = date.and_hms_opt(num(11, 2)?, num(14, 2)?, num(17, 2)?)?;
+    Some(t.and_utc().timestamp_micros())
 }
 
 /// The separators an orders header may use, in the order they are tried: comma (CSV),

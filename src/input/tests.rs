@@ -214,3 +214,18 @@ fn tab_semicolon_and_pipe_separated_orders_read_like_csv() {
         "{e}"
     );
 }
+
+proptest::proptest! {
+    /// The in-place reading of `YYYY-MM-DDTHH:MM:SS[Z]` agrees with chrono's general
+    /// parsers on every such string, valid or not (month 13, 31 April, 29 February of a
+    /// common year, hour 24, second 60).
+    #[test]
+    fn plain_timestamps_parse_as_the_general_parsers_do(
+        y in 1900u32..2200, mo in 0u32..14, d in 0u32..33, h in 0u32..26, mi in 0u32..61,
+        s in 0u32..62, sep in proptest::sample::select(vec!['T', ' ']), z: bool,
+    ) {
+        let text = format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{}", if z { "Z" } else { "" });
+        let general = super::csv::parse_time_general(text.as_bytes());
+        proptest::prop_assert_eq!(parse_time(text.as_bytes()), general, "{}", text);
+    }
+}
