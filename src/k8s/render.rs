@@ -52,7 +52,7 @@ pub enum Naming {
 pub enum Input {
     /// Each rank generates its own baskets of the synthetic Bookstore data.
     Generate {
-        /// The preset size (s, m, l).
+        /// The preset size (s, m, l, xl).
         size: String,
         /// The seed (the preset's when absent).
         seed: Option<u64>,
