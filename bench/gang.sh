@@ -2,7 +2,7 @@
 # Gang benchmark: one process with T threads against W local rank processes (QUIC on
 # loopback) with T/W threads each, on the same orders file, runs interleaved; medians.
 # Checks that every run's artifact has the single process's identity, and reports the
-# bytes each rank sent and received.
+# bytes each rank sent and received and each rank's peak RSS beside the single process's.
 #
 # usage: bench/gang.sh [SIZE] [RUNS] [WORLD]    (defaults: l, 5, 2; T = all cores)
 set -euo pipefail
@@ -36,7 +36,8 @@ for r in $(seq "$RUNS"); do
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/$kind.err")
     echo "$kind $wall" >>"$log"
   done
-  grep -o 'rank [0-9]*/[0-9]*: sent [0-9]* B, received [0-9]* B' "$WORK/gang.err" | sed 's/^/bytes /' >>"$log"
+  awk -F': ' '/Maximum resident set size/ {print "rss one " $2 * 1024}' "$WORK/one.err" >>"$log"
+  grep -o 'rank [0-9]*/[0-9]*: sent [0-9]* B, received [0-9]* B, peak RSS [0-9]* MiB' "$WORK/gang.err" | sed 's/^/bytes /' >>"$log"
   echo "run $r/$RUNS done (identity $got)" >&2
 done
 
@@ -46,14 +47,16 @@ log, size, threads, world, per = sys.argv[1:]
 def secs(t):
     parts = [float(p) for p in t.split(":")]
     return sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-one, gang, ratios, sent, recv = [], [], [], {}, {}
+one, gang, ratios, sent, recv, rss_one, rss = [], [], [], {}, {}, [], {}
 for line in open(log):
     f = line.split()
     if f[0] == "one": one.append(secs(f[1]))
     elif f[0] == "gang": gang.append(secs(f[1])); ratios.append(gang[-1] / one[-1])
+    elif f[0] == "rss": rss_one.append(int(float(f[2])))
     elif f[0] == "bytes":
-        m = re.match(r"bytes rank (\d+)/\d+: sent (\d+) B, received (\d+) B", line)
+        m = re.match(r"bytes rank (\d+)/\d+: sent (\d+) B, received (\d+) B, peak RSS (\d+) MiB", line)
         sent[m[1]] = int(m[2]); recv[m[1]] = int(m[3])
+        rss.setdefault(m[1], []).append(int(m[4]) << 20)
 def fmt(v): return f"{statistics.median(v):.2f}s ({min(v):.2f}-{max(v):.2f})"
 print(f"size {size}, {len(one)} interleaved runs: median (min-max)\n")
 print("| run | whole process |")
@@ -61,5 +64,9 @@ print("|---|---|")
 print(f"| 1 process, {threads} threads | {fmt(one)} |")
 print(f"| {world} ranks (QUIC, loopback), {per} thread(s) each | {fmt(gang)} |")
 print(f"\nratio gang / one process, per run: median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
-for r in sorted(sent): print(f"rank {r}: sent {sent[r]/2**20:.1f} MiB, received {recv[r]/2**20:.1f} MiB")
+one_rss = statistics.median(rss_one)
+print(f"\npeak RSS, median: 1 process {one_rss / 2**30:.2f} GiB")
+for r in sorted(sent):
+    mine = statistics.median(rss[r])
+    print(f"rank {r}: sent {sent[r]/2**20:.1f} MiB, received {recv[r]/2**20:.1f} MiB, peak RSS {mine / 2**30:.2f} GiB ({mine / one_rss:.0%} of 1 process)")
 PY

@@ -12,9 +12,16 @@ use rayon::prelude::*;
 /// written or read in order do not gain, and pay for it: faulting in huge pages cost
 /// 0.1-0.4 s more at size l than 4 KiB pages (bench/RESULTS.md).
 pub fn zeroed_huge<T: Copy + Default>(len: usize) -> Vec<T> {
-    let mut v: Vec<T> = Vec::with_capacity(len);
-    advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<T>());
+    let mut v = with_capacity_huge(len);
     v.resize(len, T::default());
+    v
+}
+
+/// An empty vector with room for `len` elements, on huge pages where it is large (as
+/// [`zeroed_huge`], for a caller that fills it by extending).
+pub fn with_capacity_huge<T>(len: usize) -> Vec<T> {
+    let v: Vec<T> = Vec::with_capacity(len);
+    advise_huge(v.as_ptr() as usize, len * std::mem::size_of::<T>());
     v
 }
 
@@ -171,58 +178,74 @@ impl Csr {
         cols: std::ops::Range<usize>,
         label: impl Fn(usize) -> u32 + Sync,
     ) -> Csr {
-        let keep = |v: u32| cols.contains(&(v as usize));
-        let n_rows = self.n_rows();
-        let parts = (rayon::current_num_threads() * 2).clamp(1, n_rows.max(1));
-        let nnz = self.nnz() as u64;
-        // Row boundaries that split the entries evenly; the last part ends at the last row.
-        let mut bounds: Vec<usize> = (0..=parts)
-            .map(|p| {
-                self.offsets
-                    .partition_point(|&o| o < nnz * p as u64 / parts as u64)
-                    .min(n_rows)
-            })
-            .collect();
-        bounds[parts] = n_rows;
-        let mut part_counts: Vec<Vec<u64>> = (0..parts)
-            .into_par_iter()
-            .map(|p| {
-                let mut c = vec![0u64; n_cols];
-                let (lo, hi) = (self.offsets[bounds[p]], self.offsets[bounds[p + 1]]);
-                for &v in &self.values[lo as usize..hi as usize] {
+        transpose_rows_in(&self.offsets, &self.values, 0, n_cols, cols, label)
+    }
+}
+
+/// The transpose of the rows `values[offsets[r] + header..offsets[r + 1]]` (a CSR with
+/// `header = 0`; packed baskets, each behind `header` words of its own, otherwise), keeping
+/// only the values in `cols` and labelling each entry by `label(r)`.
+pub fn transpose_rows_in(
+    offsets: &[u64],
+    values: &[u32],
+    header: usize,
+    n_cols: usize,
+    cols: std::ops::Range<usize>,
+    label: impl Fn(usize) -> u32 + Sync,
+) -> Csr {
+    let keep = |v: u32| cols.contains(&(v as usize));
+    let n_rows = offsets.len() - 1;
+    let row = |r: usize| &values[offsets[r] as usize + header..offsets[r + 1] as usize];
+    let parts = (rayon::current_num_threads() * 2).clamp(1, n_rows.max(1));
+    let total = offsets[n_rows];
+    // Row boundaries that split the entries evenly; the last part ends at the last row.
+    let mut bounds: Vec<usize> = (0..=parts)
+        .map(|p| {
+            offsets
+                .partition_point(|&o| o < total * p as u64 / parts as u64)
+                .min(n_rows)
+        })
+        .collect();
+    bounds[parts] = n_rows;
+    let mut part_counts: Vec<Vec<u64>> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let mut c = vec![0u64; n_cols];
+            for r in bounds[p]..bounds[p + 1] {
+                for &v in row(r) {
                     c[v as usize] += keep(v) as u64;
                 }
-                c
-            })
-            .collect();
-        let mut offsets = vec![0u64; n_cols + 1];
-        for col in 0..n_cols {
-            let mut at = offsets[col];
-            for pc in part_counts.iter_mut() {
-                let n = pc[col];
-                pc[col] = at; // now this part's cursor for `col`
-                at += n;
             }
-            offsets[col + 1] = at;
+            c
+        })
+        .collect();
+    let mut col_offsets = vec![0u64; n_cols + 1];
+    for col in 0..n_cols {
+        let mut at = col_offsets[col];
+        for pc in part_counts.iter_mut() {
+            let n = pc[col];
+            pc[col] = at; // now this part's cursor for `col`
+            at += n;
         }
-        let out: Vec<AtomicU32> = zeroed_atomic(offsets[n_cols] as usize);
-        part_counts
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(p, mut cursor)| {
-                for r in bounds[p]..bounds[p + 1] {
-                    for &v in self.row(r) {
-                        if keep(v) {
-                            out[cursor[v as usize] as usize].store(label(r), Relaxed);
-                            cursor[v as usize] += 1;
-                        }
+        col_offsets[col + 1] = at;
+    }
+    let out: Vec<AtomicU32> = zeroed_atomic(col_offsets[n_cols] as usize);
+    part_counts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(p, mut cursor)| {
+            for r in bounds[p]..bounds[p + 1] {
+                for &v in row(r) {
+                    if keep(v) {
+                        out[cursor[v as usize] as usize].store(label(r), Relaxed);
+                        cursor[v as usize] += 1;
                     }
                 }
-            });
-        Csr {
-            offsets,
-            values: out.into_iter().map(AtomicU32::into_inner).collect(),
-        }
+            }
+        });
+    Csr {
+        offsets: col_offsets,
+        values: out.into_iter().map(AtomicU32::into_inner).collect(),
     }
 }
 

@@ -19,6 +19,7 @@ pub fn messages(data: &[u8]) {
             values: Vec::new(),
         };
         let _ = codec::append_baskets(&mut csr, &words, 1, 1000);
+        let _ = codec::basket_starts(&words, 1, 1000, 0, &mut Vec::new());
     }
     let _ = codec::decode_topk(data, 1);
     let _ = Summary::decode(data, 1);

@@ -278,6 +278,32 @@ impl CoocIndex {
         Self::pack(baskets, n_items, degree, rows, None)
     }
 
+    /// An unweighted index over baskets already laid out as `[len, item, item, ...]`
+    /// (`packed`, as the gang's messages carry them), basket `b` starting at `starts[b]`
+    /// (`starts` ends with `packed.len()`), for the items in `rows` with the gang's `degree`.
+    /// No copy of the baskets is made: a rank holds them once.
+    pub fn from_packed(
+        packed: Vec<u32>,
+        starts: Vec<u64>,
+        degree: Vec<u32>,
+        rows: Range<usize>,
+    ) -> CoocIndex {
+        assert!(
+            packed.len() < u32::MAX as usize,
+            "more than 4 billion basket entries: positions no longer fit 32 bits"
+        );
+        assert_eq!(starts.last().copied(), Some(packed.len() as u64));
+        let n_items = degree.len();
+        let item_baskets =
+            crate::csr::transpose_rows_in(&starts, &packed, 1, n_items, rows, |b| starts[b] as u32);
+        CoocIndex {
+            packed,
+            item_baskets,
+            degree,
+            weighted: None,
+        }
+    }
+
     fn pack(
         baskets: &Csr,
         n_items: usize,

@@ -109,3 +109,15 @@ impl Timings {
             .join(", ")
     }
 }
+
+/// This process's peak resident set size in bytes so far (`getrusage`), where the
+/// platform reports it: a rank states its own, which a wrapper timing the gang cannot.
+pub fn peak_rss() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` fills the struct it is given and reads nothing else.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    // SAFETY: zero-initialised and, on success, written by the call.
+    let usage = unsafe { usage.assume_init() };
+    // Linux reports kibibytes.
+    (rc == 0 && usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024)
+}

@@ -240,8 +240,11 @@ pub(super) fn launch_run<T>(
         Launch::Single | Launch::Local(_) => body(&plan, &crate::gang::communicator::Solo)?,
         Launch::Member(setup) => {
             let (out, traffic, rank, world) = launch::run_member(&plan, setup, run.comm, &body)?;
+            let rss = crate::progress::peak_rss()
+                .map(|b| format!(", peak RSS {} MiB", b >> 20))
+                .unwrap_or_default();
             eprintln!(
-                "rank {rank}/{world}: sent {} B, received {} B; {}",
+                "rank {rank}/{world}: sent {} B, received {} B{rss}; {}",
                 traffic.sent,
                 traffic.received,
                 if rank == 0 { done.0 } else { done.1 }

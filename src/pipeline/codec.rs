@@ -19,6 +19,7 @@ pub(crate) mod phase {
     pub(crate) const KEYS: &str = "merging item keys";
     pub(crate) const OWNERS: &str = "agreeing on basket owners";
     pub(crate) const ROWS: &str = "routing rows to basket owners";
+    pub(crate) const BASKET_SIZES: &str = "sizing the baskets' routes";
     pub(crate) const BASKETS: &str = "routing baskets to row owners";
     pub(crate) const MODEL: &str = "gathering the model";
     pub(crate) const SUMMARIES: &str = "gathering summaries";
@@ -161,20 +162,18 @@ impl RowsOut {
 /// Baskets bound for one row owner: `[len, item, item, ...]` back to back, as raw
 /// little-endian words.
 #[derive(Default)]
-pub(crate) struct BasketsOut(Vec<u32>);
+pub(crate) struct BasketsOut(Vec<u8>);
 
 impl BasketsOut {
     pub(crate) fn push(&mut self, basket: &[u32]) {
-        self.0.push(basket.len() as u32);
-        self.0.extend_from_slice(basket);
+        self.0
+            .extend_from_slice(bytemuck::bytes_of(&(basket.len() as u32)));
+        self.0.extend_from_slice(bytemuck::cast_slice(basket));
     }
 
-    pub(crate) fn words(&self) -> &[u32] {
-        &self.0
-    }
-
+    /// The message, as built (no copy).
     pub(crate) fn encode(self) -> Vec<u8> {
-        bytemuck::cast_slice::<u32, u8>(&self.0).to_vec()
+        self.0
     }
 }
 
@@ -220,6 +219,35 @@ pub(crate) fn append_baskets(
         };
         csr.values.extend_from_slice(row);
         csr.offsets.push(csr.values.len() as u64);
+        at += 1 + len;
+    }
+    Ok(())
+}
+
+/// Records where each basket of `words` (from rank `from`, `[len, items]` back to back)
+/// will start once `words` is placed at `base`, checking that every basket is sorted,
+/// distinct and within `n_items`. On error `starts` may hold some of them.
+pub(crate) fn basket_starts(
+    words: &[u32],
+    from: u32,
+    n_items: usize,
+    base: u64,
+    starts: &mut Vec<u64>,
+) -> Result<(), WireError> {
+    let mut at = 0usize;
+    while at < words.len() {
+        let len = words[at] as usize;
+        let ok = words.get(at + 1..at + 1 + len).is_some_and(|r| {
+            r.windows(2).all(|w| w[0] < w[1]) && r.last().is_none_or(|&x| (x as usize) < n_items)
+        });
+        if !ok {
+            return Err(bad(
+                from,
+                phase::BASKETS,
+                format!("a bad basket at word {at}"),
+            ));
+        }
+        starts.push(base + at as u64);
         at += 1 + len;
     }
     Ok(())
@@ -399,6 +427,10 @@ mod tests {
         append_baskets(&mut csr, &basket_words(&bytes, 1).unwrap(), 1, 5).unwrap();
         assert_eq!(csr.row(0), &[1, 3]);
         assert_eq!(csr.row(1), &[0, 2, 4]);
+        // Where each would start, placed after two words.
+        let mut starts = vec![0];
+        basket_starts(&basket_words(&bytes, 1).unwrap(), 1, 5, 2, &mut starts).unwrap();
+        assert_eq!(starts, [0, 2, 5]);
         let cases: [(&[u32], usize); 4] = [
             (&[2, 3, 1], 5), // not ascending
             (&[2, 1, 1], 5), // duplicate
@@ -411,6 +443,8 @@ mod tests {
                 values: Vec::new(),
             };
             let e = append_baskets(&mut csr, words, 2, n_items).unwrap_err();
+            assert!(e.to_string().contains("bad basket"), "{words:?}: {e}");
+            let e = basket_starts(words, 2, n_items, 0, &mut Vec::new()).unwrap_err();
             assert!(e.to_string().contains("bad basket"), "{words:?}: {e}");
         }
         let e = basket_words(&[1, 0, 0], 2).unwrap_err();

@@ -79,7 +79,10 @@ struct Counted {
     rows: std::ops::Range<usize>,
     /// N: training baskets with at least one item, over the gang.
     n_train: u64,
-    train_baskets: Csr,
+    /// The training baskets, kept for the evaluation only (`None` without a hold-out).
+    train_baskets: Option<Csr>,
+    /// Training (basket, item) entries.
+    n_pairs: u64,
     test: Option<Csr>,
     item_keys: cooc_model::Keys,
     n_rows: u64,
@@ -125,29 +128,39 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
     };
     drop(keep);
     share::step("baskets", &mut t);
+    // The row columns go now, not when `data` leaves scope (which is where the fields a
+    // partial move leaves behind are dropped): from here on the baskets are all there is.
     let Interactions {
+        basket,
+        item,
+        time,
         item_keys,
         n_rows,
         n_baskets,
         ..
     } = data;
+    drop((basket, item, time));
+    release_free_memory();
     log_baskets(&train_baskets);
     // N of lift and LLR: training baskets with at least one item (a basket whose only
     // order was held out does not count).
     let non_empty = (0..train_baskets.n_rows())
         .filter(|&b| train_baskets.row_len(b) > 0)
         .count() as u64;
+    let n_pairs = train_baskets.nnz() as u64;
+    // Only the evaluation reads the baskets after the index is built: without it they go
+    // as soon as they have been routed (or, alone, packed).
+    let mut train_baskets = Some(train_baskets);
+    fn held(t: &Option<Csr>) -> &Csr {
+        t.as_ref().expect("held until the index is built")
+    }
     let (index, rows, n_train) = if world == 1 {
+        let train = held(&train_baskets);
         let index = match &decayed {
-            None => CoocIndex::build(&train_baskets, n_items),
-            Some(d) => CoocIndex::build_weighted(
-                &train_baskets,
-                n_items,
-                None,
-                0..n_items,
-                &d.weights,
-                None,
-            ),
+            None => CoocIndex::build(train, n_items),
+            Some(d) => {
+                CoocIndex::build_weighted(train, n_items, None, 0..n_items, &d.weights, None)
+            }
         };
         (index, 0..n_items, non_empty)
     } else {
@@ -157,8 +170,9 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
         let mut dw = vec![0u64; 2 * n_items + wd + 2];
         let (at_n, at_wn) = (2 * n_items + wd, 2 * n_items + wd + 1);
         dw[at_n] = non_empty;
-        for b in 0..train_baskets.n_rows() {
-            let row = train_baskets.row(b);
+        let train = held(&train_baskets);
+        for b in 0..train.n_rows() {
+            let row = train.row(b);
             let w = decayed.as_ref().map(|d| d.weights[b] as u64);
             for &i in row {
                 dw[i as usize] += 1;
@@ -182,15 +196,27 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
         });
         drop(dw);
         let mine = blocks[rank as usize].clone();
-        let weights = decayed.as_ref().map(|d| &d.weights[..]);
-        let (local, local_weights) =
-            route_baskets(comm, &train_baskets, weights, &blocks, n_items)?;
-        share::step("route baskets", &mut t);
-        let index = match (local_weights, weighted) {
-            (Some(lw), Some(w)) => {
+        let index = match (&decayed, weighted) {
+            (Some(d), Some(w)) => {
+                let (local, lw) = route_weighted(comm, train, &d.weights, &blocks, n_items)?;
+                if test.is_none() {
+                    train_baskets = None;
+                }
+                share::step("route baskets", &mut t);
                 CoocIndex::build_weighted(&local, n_items, Some(degree), mine.clone(), &lw, Some(w))
             }
-            _ => CoocIndex::build_with_degree(&local, n_items, Some(degree), mine.clone()),
+            _ => {
+                let (packed, starts) = route_packed(
+                    comm,
+                    &mut train_baskets,
+                    test.is_none(),
+                    &blocks,
+                    n_items,
+                    plan.max_message_bytes(),
+                )?;
+                share::step("route baskets", &mut t);
+                CoocIndex::from_packed(packed, starts, degree, mine.clone())
+            }
         };
         (index, mine, n_train)
     };
@@ -201,7 +227,8 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
         index,
         rows,
         n_train,
-        train_baskets,
+        train_baskets: train_baskets.filter(|_| test.is_some()),
+        n_pairs,
         test,
         item_keys,
         n_rows,
@@ -222,6 +249,7 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
         rows,
         n_train,
         train_baskets,
+        n_pairs,
         test,
         item_keys,
         n_rows,
@@ -246,16 +274,16 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
 
     comm.bound_messages(plan.max_model_message_bytes(n_items));
     let model = gather_model(comm, block, plan.holdout, &mut timings)?;
-    let evaluation = match (&test, &model) {
-        (Some(test), Some(model)) => Some(timings.time("evaluate", || {
-            eval::evaluate_partial(model, &train_baskets, test, &degree, plan.k)
+    let evaluation = match (&test, &model, &train_baskets) {
+        (Some(test), Some(model), Some(train_baskets)) => Some(timings.time("evaluate", || {
+            eval::evaluate_partial(model, train_baskets, test, &degree, plan.k)
         })),
         _ => None,
     };
     let summary = Summary {
         n_rows,
         n_baskets: n_baskets as u64,
-        n_pairs: train_baskets.nnz() as u64,
+        n_pairs,
         crcs,
         evaluation,
     };
@@ -445,24 +473,30 @@ fn gather_model(
     Ok(model)
 }
 
-/// Step 5: sends each training basket of two or more items to every rank whose item block
-/// it touches; returns the baskets this rank received. (A one-item basket adds only to a
-/// degree, which is already global.)
-fn route_baskets(
-    comm: &dyn Communicator,
-    baskets: &Csr,
-    weights: Option<&[u32]>,
-    blocks: &[std::ops::Range<usize>],
-    n_items: usize,
-) -> anyhow::Result<(Csr, Option<Vec<u32>>)> {
-    let world = comm.world() as usize;
+/// Hands the heap's free pages back to the system: the read phase's many mid-sized
+/// buffers leave the allocator holding freed memory a rank would otherwise carry, unused,
+/// through the count (glibc only; elsewhere the allocator decides).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The rank owning each item's block.
+fn item_owners(blocks: &[std::ops::Range<usize>], n_items: usize) -> Vec<u32> {
     let mut owner = vec![0u32; n_items];
     for (q, b) in blocks.iter().enumerate() {
         owner[b.clone()].fill(q as u32);
     }
-    let mut out: Vec<BasketsOut> = (0..world).map(|_| BasketsOut::default()).collect();
-    // Under decay, each destination's basket weights in the order its baskets go.
-    let mut w_out: Vec<Vec<u32>> = vec![Vec::new(); world];
+    owner
+}
+
+/// Step 5's routes: `f(q, b, row)` for each training basket `b` of two or more items and
+/// every rank `q` whose item block it touches, once each, ranks ascending. (A one-item
+/// basket adds only to a degree, which is already global.)
+fn for_each_route(baskets: &Csr, owner: &[u32], mut f: impl FnMut(usize, usize, &[u32])) {
     for b in 0..baskets.n_rows() {
         let row = baskets.row(b);
         if row.len() < 2 {
@@ -473,29 +507,127 @@ fn route_baskets(
         for &i in row {
             let q = owner[i as usize];
             if q != last {
-                out[q as usize].push(row);
-                if let Some(w) = weights {
-                    w_out[q as usize].push(w[b]);
-                }
+                f(q as usize, b, row);
                 last = q;
             }
         }
     }
+}
+
+/// Step 5 without decay: the baskets this rank's rows need, laid out for the index
+/// (`[len, items]` back to back, which is also how they travel) in one allocation sized
+/// beforehand: this rank's own first, then each other rank's as it arrives, each message
+/// freed once copied. `train` is released (`release`) as soon as the messages are built.
+/// Returns the packed baskets and where each starts (ending with the total).
+///
+/// The order of the baskets changes no count, so the model is the one process's.
+fn route_packed(
+    comm: &dyn Communicator,
+    train: &mut Option<Csr>,
+    release: bool,
+    blocks: &[std::ops::Range<usize>],
+    n_items: usize,
+    max_message: usize,
+) -> anyhow::Result<(Vec<u32>, Vec<u64>)> {
+    let (me, world) = (comm.rank() as usize, comm.world() as usize);
+    let owner = item_owners(blocks, n_items);
+    let baskets = train.as_ref().expect("the training baskets, until routed");
+    let mut words = vec![0usize; world];
+    for_each_route(baskets, &owner, |q, _, row| words[q] += 1 + row.len());
+    // Sizes first, so that the baskets land in one allocation of the right size.
+    let sizes = comm.all_to_all(
+        phase::BASKET_SIZES,
+        words
+            .iter()
+            .map(|&w| (w as u64).to_le_bytes().to_vec())
+            .collect(),
+    )?;
+    let mut coming = vec![0usize; world];
+    for (q, bytes) in sizes.iter().enumerate().filter(|&(q, _)| q != me) {
+        let n = <[u8; 8]>::try_from(&bytes[..])
+            .map(u64::from_le_bytes)
+            .ok()
+            .filter(|&n| n <= (max_message / 4) as u64);
+        coming[q] = n.ok_or_else(|| crate::gang::wire::WireError {
+            rank: q as u32,
+            phase: phase::BASKET_SIZES,
+            detail: format!(
+                "{} bytes announcing the baskets, not one size within this run's bound",
+                bytes.len()
+            ),
+        })? as usize;
+    }
+    let total = words[me] + coming.iter().sum::<usize>();
+    tracing::debug!(
+        own_words = words[me],
+        sent_words = words.iter().sum::<usize>() - words[me],
+        total_words = total,
+        "routing baskets"
+    );
+    let mut packed = crate::csr::with_capacity_huge::<u32>(total);
+    let mut out: Vec<Vec<u8>> = (0..world)
+        .map(|q| Vec::with_capacity(if q == me { 0 } else { 4 * words[q] }))
+        .collect();
+    for_each_route(baskets, &owner, |q, _, row| {
+        if q == me {
+            packed.push(row.len() as u32);
+            packed.extend_from_slice(row);
+        } else {
+            out[q].extend_from_slice(&(row.len() as u32).to_ne_bytes());
+            out[q].extend_from_slice(bytemuck::cast_slice(row));
+        }
+    });
+    if release {
+        *train = None;
+    }
+    let mut starts = Vec::new();
+    codec::basket_starts(&packed, me as u32, n_items, 0, &mut starts)?;
+    let got = comm.all_to_all(phase::BASKETS, out)?;
+    for (q, bytes) in got.into_iter().enumerate().filter(|&(q, _)| q != me) {
+        if bytes.len() != 4 * coming[q] {
+            return Err(crate::gang::wire::WireError {
+                rank: q as u32,
+                phase: phase::BASKETS,
+                detail: format!("{} bytes after announcing {}", bytes.len(), 4 * coming[q]),
+            }
+            .into());
+        }
+        let words = codec::basket_words(&bytes, q as u32)?;
+        codec::basket_starts(&words, q as u32, n_items, packed.len() as u64, &mut starts)?;
+        packed.extend_from_slice(&words);
+    }
+    starts.push(packed.len() as u64);
+    Ok((packed, starts))
+}
+
+/// Step 5 under decay: sends each training basket of two or more items to every rank
+/// whose item block it touches, then the baskets' weights; returns the baskets this rank
+/// received and their weights.
+fn route_weighted(
+    comm: &dyn Communicator,
+    baskets: &Csr,
+    weights: &[u32],
+    blocks: &[std::ops::Range<usize>],
+    n_items: usize,
+) -> anyhow::Result<(Csr, Vec<u32>)> {
+    let world = comm.world() as usize;
+    let owner = item_owners(blocks, n_items);
+    let mut out: Vec<BasketsOut> = (0..world).map(|_| BasketsOut::default()).collect();
+    // Each destination's basket weights in the order its baskets go.
+    let mut w_out: Vec<Vec<u32>> = vec![Vec::new(); world];
+    for_each_route(baskets, &owner, |q, b, row| {
+        out[q].push(row);
+        w_out[q].push(weights[b]);
+    });
     // This rank's own share stays here; the others travel as raw little-endian words.
     let me = comm.rank() as usize;
-    let own = std::mem::take(&mut out[me]);
+    let own = std::mem::take(&mut out[me]).encode();
     let msgs = out.into_iter().map(BasketsOut::encode).collect();
     let got = comm.all_to_all(phase::BASKETS, msgs)?;
     let words = got
         .iter()
         .enumerate()
-        .map(|(q, bytes)| {
-            if q == me {
-                Ok(std::borrow::Cow::Borrowed(own.words()))
-            } else {
-                codec::basket_words(bytes, q as u32)
-            }
-        })
+        .map(|(q, bytes)| codec::basket_words(if q == me { &own } else { bytes }, q as u32))
         .collect::<Result<Vec<_>, _>>()?;
     let total: usize = words.iter().map(|w| w.len()).sum();
     let mut csr = Csr {
@@ -508,9 +640,6 @@ fn route_baskets(
         codec::append_baskets(&mut csr, w, q as u32, n_items)?;
         per_rank.push(csr.n_rows() - before);
     }
-    let Some(_) = weights else {
-        return Ok((csr, None));
-    };
     // The weights travel after the baskets, in the same order: as many from each rank as
     // baskets came from it.
     let own_weights = std::mem::take(&mut w_out[me]);
@@ -533,5 +662,5 @@ fn route_baskets(
         }
         all.extend(theirs);
     }
-    Ok((csr, Some(all)))
+    Ok((csr, all))
 }

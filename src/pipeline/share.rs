@@ -50,6 +50,7 @@ pub(crate) fn step(name: &str, t: &mut std::time::Instant) {
     tracing::debug!(
         step = name,
         seconds = t.elapsed().as_secs_f64(),
+        peak_rss_mib = crate::progress::peak_rss().map_or(0, |b| b >> 20),
         "step done"
     );
     *t = std::time::Instant::now();

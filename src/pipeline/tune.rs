@@ -72,8 +72,9 @@ pub fn tune(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Option<
         } = count(&plan, comm)?;
         timings.extend(counted);
         n_items = item_keys.len();
-        let test =
-            test.ok_or_else(|| anyhow::anyhow!("a hold-out run holds nothing out (a bug)"))?;
+        let (Some(test), Some(train_baskets)) = (test, train_baskets) else {
+            anyhow::bail!("a hold-out run holds nothing out (a bug)");
+        };
 
         let topk = Phase::start("similarity/top-K");
         let sims: Vec<Scoring> = mine
