@@ -28,10 +28,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 COOC = os.path.join(ROOT, "target", "release", "cooc")
 PY = sys.executable
-ROWS = {"s": 5_000, "m": 1_000_000, "l": 20_000_000}
-BOOKS = {"s": 200, "m": 10_000, "l": 100_000}
+ROWS = {"s": 5_000, "m": 1_000_000, "l": 20_000_000, "xl": 200_000_000}
+BOOKS = {"s": 200, "m": 10_000, "l": 100_000, "xl": 1_000_000}
 # The guide's dense book x book float64 matrix must fit comfortably in memory.
 DENSE_LIMIT_BYTES = 4 << 30
+# What scipy's sparse X^T X needs grows with the co-occurring pairs; at xl, from its peak
+# at l scaled by the pair updates cooc counts at each size (see sparse_estimate).
+MEMORY_GIB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 TOL = 2e-6  # implicit computes in float32; the others in float64, all stored as float32
 
 
@@ -89,19 +92,58 @@ def disagreements(ref, other):
     return bad
 
 
+def noted(work, what, size, value=None):
+    """A number kept in the work directory between runs (`value` given: stores it)."""
+    path = os.path.join(work, f"{what}-{size}.txt")
+    if value is not None:
+        open(path, "w").write(f"{value}\n")
+        return value
+    return float(open(path).read()) if os.path.exists(path) else None
+
+
+def pair_updates(text):
+    """Σ|b|(|b|-1) over the training baskets, from cooc train's log."""
+    m = re.search(r'"pair_updates":(\d+)', text)
+    return int(m.group(1)) if m else None
+
+
+def sparse_estimate(work, size):
+    """scipy's X^T X peak RSS in GiB at `size` estimated from its measured peak at the largest
+    smaller size (this run's or an earlier one's, kept in the work directory), scaled by the
+    ratio of the pair updates cooc counted at both; None when there is nothing to scale."""
+    order = ["s", "m", "l", "xl"]
+    here = noted(work, "pairs", size)
+    for smaller in reversed(order[:order.index(size)]):
+        peak, there = noted(work, "scipy-peak", smaller), noted(work, "pairs", smaller)
+        if peak and here and there:
+            return peak * here / there, smaller, peak, here / there
+    return None
+
+
 def contenders(size, work):
     data = os.path.join(work, f"data-{size}", "orders.csv")
     model = os.path.join(work, f"cooc-{size}.cooc")
     c = os.path.join(HERE, "contenders")
-    out = [
-        ("cooc train", [COOC, "train", "--orders", data, "--out", model], "cooc"),
-        ("scipy XᵀX + exact top-K", [PY, f"{c}/scipy_xtx.py", data, "--out", f"{work}/scipy-{size}.csv"], "py"),
-        ("implicit CosineRecommender", [PY, f"{c}/implicit_cosine.py", data, "--out", f"{work}/implicit-{size}.csv"], "py"),
-    ]
+    out = [("cooc train", [COOC, "train", "--orders", data, "--out", model], "cooc")]
+    skipped = []
+    # Only xl is sized by estimate: below it, a fixed overhead dominates the smaller size's
+    # peak and scaling it says nothing (every smaller size is measured anyway).
+    est = sparse_estimate(work, size) if size == "xl" else None
+    if est and est[0] > 0.8 * MEMORY_GIB:
+        need, smaller, peak, ratio = est
+        skipped.append(("scipy XᵀX + exact top-K", need * 2**30, f"scipy XᵀX is not run at {size}: its peak RSS at {smaller} ({peak:.2f} GiB) "
+                       f"times the {ratio:.1f}x co-occurring pair updates is about {need:.0f} GiB, "
+                       f"more than this machine's {MEMORY_GIB:.0f} GiB."))
+    else:
+        out.append(("scipy XᵀX + exact top-K", [PY, f"{c}/scipy_xtx.py", data, "--out", f"{work}/scipy-{size}.csv"], "py"))
+    out.append(("implicit CosineRecommender", [PY, f"{c}/implicit_cosine.py", data, "--out", f"{work}/implicit-{size}.csv"], "py"))
     dense = BOOKS[size] ** 2 * 8
     if dense <= DENSE_LIMIT_BYTES:
         out.append(("guide: sklearn dense cosine", [PY, f"{c}/guide_sklearn.py", data, "--out", f"{work}/guide-{size}.csv"], "py"))
-    return out, dense
+    else:
+        skipped.append(("guide: sklearn dense cosine", dense, f"The guide's method is not run at {size}: its dense "
+                        f"{BOOKS[size]:,}² float64 matrix alone is {dense / 2**30:,.0f} GiB."))
+    return out, skipped
 
 
 def fmt(xs, unit="s"):
@@ -131,16 +173,24 @@ def main():
         with open(os.path.join(d, "orders.csv"), "rb") as f:  # warm the page cache
             while f.read(1 << 24):
                 pass
-        runs, dense = contenders(size, a.work)
-        if len(runs) < 4:
-            skipped[size] = dense
+        if noted(a.work, "pairs", size) is None:
+            # An untimed first cooc run: its pair count sizes the sparse contender.
+            _, _, text = timed([COOC, "train", "--orders", os.path.join(d, "orders.csv"), "--out",
+                                os.path.join(a.work, "warm.cooc")], os.path.join(a.work, "stderr.txt"))
+            noted(a.work, "pairs", size, pair_updates(text))
+        runs, skipped[size] = contenders(size, a.work)
         res = results[size] = defaultdict(list)
         for r in range(a.runs):
             for name, cmd, kind in runs:
                 wall, rss, text = timed(cmd, os.path.join(a.work, "stderr.txt"))
                 read, compute = cooc_phases(text) if kind == "cooc" else python_phases(text)
                 res[name].append((wall, rss, read, compute))
+                if kind == "cooc":
+                    noted(a.work, "pairs", size, pair_updates(text))
             print(f"bench: size {size}, round {r + 1}/{a.runs} done", file=sys.stderr)
+        scipy = res.get("scipy XᵀX + exact top-K")
+        if scipy:
+            noted(a.work, "scipy-peak", size, statistics.median(x[1] for x in scipy))
         ref_csv = os.path.join(a.work, f"cooc-{size}.csv")
         subprocess.run([COOC, "export", os.path.join(a.work, f"cooc-{size}.cooc"), "--format", "csv", "--out", ref_csv], check=True)
         ref = load(ref_csv)
@@ -181,9 +231,9 @@ def main():
             ratio = lambda x, b: f"{x / b:.1f}x" if b > 0 else "n/a"  # below the timer's resolution
             w(f"| {name} | {fmt([x[0] for x in rows])} | {fmt([x[2] for x in rows])} | {fmt([x[3] for x in rows])} | "
               f"{fmt([x[1] for x in rows], ' GiB')} | {ratio(mw, bw)} | {ratio(mc, bc)} | {res['_agree'][name]} |")
-        if size in skipped:
+        for _, _, why in skipped[size]:
             w("")
-            w(f"The guide's method is not run at this size: its dense {BOOKS[size]:,}² float64 matrix alone is {skipped[size] / 2**30:.0f} GiB.")
+            w(why)
     with open(a.markdown, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -192,7 +242,7 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, (t_ax, m_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-        names = [n for n in results[sizes[0]] if n != "_agree"]
+        names = list(dict.fromkeys(n for s in sizes for n in results[s] if n != "_agree"))
         for name in names:
             xs = [ROWS[s] for s in sizes if name in results[s]]
             # /usr/bin/time resolves 10 ms: shorter runs are drawn at 10 ms.
@@ -207,16 +257,19 @@ def main():
             ax.set_ylabel(unit)
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
-        # Where the guide's dense method stops, say why on the plot itself.
-        guide = "guide: sklearn dense cosine"
-        ran = [s for s in sizes if guide in results[s]]
-        for size in (s for s in sizes if s in skipped and ran):
-            last = ran[-1]
-            y = max(0.01, statistics.median(x[0] for x in results[last][guide]))
-            t_ax.annotate(
-                f"not run at {size}: its {BOOKS[size]:,} x {BOOKS[size]:,}\nmatrix needs {skipped[size] / 2**30:.0f} GiB",
-                xy=(ROWS[last], y), xytext=(8, -4), textcoords="offset points", fontsize=7, va="top")
-            break
+        # Where a contender stops, say why on the plot itself, at its last point (once: the
+        # first size it was not run at).
+        told = set()
+        for size in sizes:
+            for name, need, _ in skipped[size]:
+                ran = [s for s in sizes if name in results[s]]
+                if not ran or ROWS[ran[-1]] > ROWS[size] or name in told:
+                    continue
+                told.add(name)
+                last = ran[-1]
+                y = max(0.01, statistics.median(x[0] for x in results[last][name]))
+                t_ax.annotate(f"{name.split(':')[0].split(' ')[0]}: not run at {size},\nneeds ~{need / 2**30:,.0f} GiB",
+                              xy=(ROWS[last], y), xytext=(8, -4), textcoords="offset points", fontsize=7, va="top")
         t_ax.legend(fontsize=8)
         fig.suptitle(f"Training top-10 cosine neighbours, medians of {a.runs} runs ({time.strftime('%Y-%m-%d')}); times under 10 ms drawn at 10 ms")
         fig.tight_layout()

@@ -7,7 +7,10 @@
 # (bench/gang.sh), and the collectives against one QUIC stream and TCP. Writes the section of
 # bench/RESULTS.md between the bench/run.sh markers, and bench/results.png.
 #
-# usage: bench/run.sh [RUNS] [SIZES]      default: 3 s,m,l   (about 20 minutes on 2 cores)
+# usage: bench/run.sh [RUNS] [SIZES]      default: 3 s,m,l   (about 20 minutes on 2 cores);
+#                                         SIZES may add xl: 9.6 GB of orders.csv under
+#                                         bench/out, about 5 more minutes per run; scipy is
+#                                         then skipped where its estimated peak exceeds memory
 #        bench/run.sh --smoke             size s, one run, results under bench/out/ only;
 #                                         CI runs this so the script keeps working
 set -euo pipefail
