@@ -196,30 +196,22 @@ pub(crate) fn basket_words(
     })
 }
 
-/// Appends the baskets in `words` (from rank `from`) to `csr`, checking that every basket
-/// is sorted, distinct and within `n_items`.
+/// Appends the baskets in `words` (from rank `from`) to `csr`, checking first (as
+/// [`basket_starts`]) that every basket is sorted, distinct and within `n_items`: a bad
+/// message adds nothing.
 pub(crate) fn append_baskets(
     csr: &mut Csr,
     words: &[u32],
     from: u32,
     n_items: usize,
 ) -> Result<(), WireError> {
-    let mut at = 0usize;
-    while at < words.len() {
+    let mut starts = Vec::new();
+    basket_starts(words, from, n_items, 0, &mut starts)?;
+    for at in starts {
+        let at = at as usize;
         let len = words[at] as usize;
-        let row = words.get(at + 1..at + 1 + len).filter(|r| {
-            r.windows(2).all(|w| w[0] < w[1]) && r.last().is_none_or(|&x| (x as usize) < n_items)
-        });
-        let Some(row) = row else {
-            return Err(bad(
-                from,
-                phase::BASKETS,
-                format!("a bad basket at word {at}"),
-            ));
-        };
-        csr.values.extend_from_slice(row);
+        csr.values.extend_from_slice(&words[at + 1..at + 1 + len]);
         csr.offsets.push(csr.values.len() as u64);
-        at += 1 + len;
     }
     Ok(())
 }
@@ -447,6 +439,13 @@ mod tests {
             let e = basket_starts(words, 2, n_items, 0, &mut Vec::new()).unwrap_err();
             assert!(e.to_string().contains("bad basket"), "{words:?}: {e}");
         }
+        // A good basket before a bad one: nothing of the message is kept.
+        let mut csr = Csr {
+            offsets: vec![0],
+            values: Vec::new(),
+        };
+        assert!(append_baskets(&mut csr, &[1, 0, 2, 3, 1], 2, 5).is_err());
+        assert_eq!((csr.n_rows(), csr.nnz()), (0, 0));
         let e = basket_words(&[1, 0, 0], 2).unwrap_err();
         assert!(e.to_string().contains("not whole words"), "{e}");
     }
