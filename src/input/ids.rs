@@ -1,6 +1,8 @@
 //! Dense ids for raw key columns: integers when every key is one (ordered numerically),
 //! else strings (ordered bytewise); id `i` is the i-th key in that order.
 
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
@@ -123,12 +125,14 @@ pub(crate) fn assign_ids(chunks: Vec<Col>) -> (Vec<Vec<u32>>, Keys) {
     let span = (max as i128 - min as i128 + 1) as u128;
     if span <= (4 * total as u128).max(1 << 20) && span < (1 << 31) {
         // Dense table indexed by key - min: no hashing on the hot path.
-        let mut table = vec![u32::MAX; span as usize];
-        for v in &ints {
+        // Keys present are marked by all threads at once (each store writes the same 0).
+        let marks: Vec<AtomicU32> = (0..span).map(|_| AtomicU32::new(u32::MAX)).collect();
+        ints.par_iter().for_each(|v| {
             for &x in v {
-                table[(x - min) as usize] = 0;
+                marks[(x - min) as usize].store(0, Relaxed);
             }
-        }
+        });
+        let mut table: Vec<u32> = marks.into_iter().map(AtomicU32::into_inner).collect();
         let mut keys = Vec::new();
         for (off, slot) in table.iter_mut().enumerate() {
             if *slot == 0 {

@@ -424,8 +424,8 @@ impl RawChunks {
     pub(crate) fn into_interactions(self, need_time: bool, fingerprint: String) -> Interactions {
         let n_rows = self.item.iter().map(Col::len).sum::<usize>() as u64;
         let time = if need_time { self.time } else { Vec::new() };
-        let (basket, basket_keys) = assign_ids(self.basket);
-        let (item, item_keys) = assign_ids(self.item);
+        let ((basket, basket_keys), (item, item_keys)) =
+            rayon::join(|| assign_ids(self.basket), || assign_ids(self.item));
         Interactions {
             basket,
             item,
