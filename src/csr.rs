@@ -135,7 +135,8 @@ impl Csr {
             }
             offsets[r + 1] = offsets[r] + within as u64;
         }
-        let out: Vec<AtomicU32> = zeroed_atomic(offsets[n_rows] as usize);
+        let mut grouped = vec![0u32; offsets[n_rows] as usize];
+        let out = as_atomic(&mut grouped);
         parts
             .into_par_iter()
             .zip(cursors)
@@ -151,8 +152,7 @@ impl Csr {
                     }
                 }
             });
-        let out: Vec<u32> = out.into_iter().map(AtomicU32::into_inner).collect();
-        sort_dedup_rows(offsets, out)
+        sort_dedup_rows(offsets, grouped)
     }
 
     /// The transpose, with `n_cols` rows; each output row is sorted ascending.
@@ -229,7 +229,8 @@ pub fn transpose_rows_in(
         }
         col_offsets[col + 1] = at;
     }
-    let out: Vec<AtomicU32> = zeroed_atomic(col_offsets[n_cols] as usize);
+    let mut transposed = vec![0u32; col_offsets[n_cols] as usize];
+    let out = as_atomic(&mut transposed);
     part_counts
         .into_par_iter()
         .enumerate()
@@ -245,7 +246,7 @@ pub fn transpose_rows_in(
         });
     Csr {
         offsets: col_offsets,
-        values: out.into_iter().map(AtomicU32::into_inner).collect(),
+        values: transposed,
     }
 }
 
@@ -326,10 +327,16 @@ fn sort_dedup_rows(mut offsets: Vec<u64>, mut values: Vec<u32>) -> Csr {
 const BLOCK_ROWS: usize = 4096;
 
 /// `len` zero atomics.
-fn zeroed_atomic<A: Default>(len: usize) -> Vec<A> {
-    let mut v: Vec<A> = Vec::with_capacity(len);
-    v.resize_with(len, A::default);
-    v
+/// `v` as atomics, for threads that each store into their own slots of one array. The
+/// array itself comes from `vec![0; n]`, which takes zeroed pages from the system as they
+/// are first written (by the threads that write them), rather than zeroing it up front on
+/// one thread as building a `Vec<AtomicU32>` element by element does.
+fn as_atomic(v: &mut [u32]) -> &[AtomicU32] {
+    const _: () = assert!(std::mem::align_of::<AtomicU32>() == std::mem::align_of::<u32>());
+    // SAFETY: `AtomicU32` has the size and bit validity of `u32` and (checked above) its
+    // alignment; the exclusive borrow of `v` outlives the view, so every access to these
+    // slots while it lives goes through the atomics.
+    unsafe { std::slice::from_raw_parts(v.as_mut_ptr().cast::<AtomicU32>(), v.len()) }
 }
 
 #[cfg(test)]
