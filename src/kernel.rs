@@ -542,8 +542,11 @@ fn row_top_k_weighted(
             let heap = &mut s.heap;
             heap.clear();
             let support = sim.min_support.max(1);
+            // As `select_top_k`'s `c_min`: while the heap holds k, a candidate's weighted
+            // sum must reach this floor to possibly qualify (one compare, no load of w_j).
+            let mut w_min = 0.0f64;
             for &(j, c, wc) in cands.iter() {
-                if c < support {
+                if c < support || wc < w_min {
                     continue;
                 }
                 let w_j = w.degree[j as usize] as f64 / one;
@@ -566,6 +569,9 @@ fn row_top_k_weighted(
                         *worst = Worst(cand);
                     }
                 }
+                if heap.len() == k {
+                    w_min = floor_weighted(sim, heap.peek().map_or(0.0, |w| w.0 .0), w_i);
+                }
             }
             std::mem::take(heap)
                 .into_sorted_vec()
@@ -574,6 +580,20 @@ fn row_top_k_weighted(
                 .collect()
         })
         .collect()
+}
+
+/// The least weighted sum `c` shared with row item `i` (weighted degree `a`) at which a
+/// candidate's score can reach `tau`: every item `j` has `w_j >= c` (the baskets they
+/// share are among `j`'s), and cosine, Jaccard and count only fall as `w_j` grows, so
+/// `w_j = c` bounds them. The measures whose score can be high at any `c` have no floor.
+#[inline]
+fn floor_weighted(sim: &Scoring, tau: f64, a: f64) -> f64 {
+    match sim.sim {
+        Similarity::Cosine => tau * tau * a * SLACK,
+        Similarity::Jaccard => tau * a * SLACK,
+        Similarity::Count => tau * SLACK,
+        Similarity::Lift | Similarity::Inclusion | Similarity::Llr => 0.0,
+    }
 }
 
 /// True when the score of weighted sums (c, a, b) of N is certainly below `tau`: the
