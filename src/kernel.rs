@@ -515,23 +515,42 @@ fn row_top_k_weighted(
     let mut n_touched = 0usize;
     // Prefetched as in `count_row`: each basket visit is a cache miss otherwise.
     let ps = idx.item_baskets.row(i);
+    // Shared baskets are counted only for a `--min-support` above 1. Without them an item
+    // is a candidate once its weighted sum leaves 0: one whose shared baskets all weigh 0
+    // would score 0 under every measure, and only a positive score is a neighbour.
+    let support_needed = sims.iter().any(|s| s.min_support > 1);
     for (t, &p) in ps.iter().enumerate() {
         prefetch_basket(data, ps, t);
         let p = p as usize;
         let (len, weight) = (data[p] as usize, data[p + 1] as u64);
-        for &j in &data[p + 2..p + 2 + len] {
-            let c = &mut counts[j as usize];
-            touched[n_touched] = j;
-            n_touched += (*c == 0) as usize;
-            *c += 1;
-            wsum[j as usize] += weight;
+        let items = &data[p + 2..p + 2 + len];
+        if support_needed {
+            for &j in items {
+                let c = &mut counts[j as usize];
+                touched[n_touched] = j;
+                n_touched += (*c == 0) as usize;
+                *c += 1;
+                wsum[j as usize] += weight;
+            }
+        } else {
+            for &j in items {
+                let x = &mut wsum[j as usize];
+                touched[n_touched] = j;
+                n_touched += (*x == 0 && weight != 0) as usize;
+                *x += weight;
+            }
         }
     }
     let one = WEIGHT_ONE as f64;
     let (w_i, n) = (w.degree[i] as f64 / one, w.n as f64 / one);
     cands.clear();
     for &j in &touched[..n_touched] {
-        let c = std::mem::take(&mut counts[j as usize]);
+        // Without counts, each candidate stands for at least the one basket it was seen in.
+        let c = if support_needed {
+            std::mem::take(&mut counts[j as usize])
+        } else {
+            1
+        };
         let wc = std::mem::take(&mut wsum[j as usize]);
         if j as usize != i {
             cands.push((j, c, wc as f64 / one));
