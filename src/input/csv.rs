@@ -52,7 +52,31 @@ fn parse_any_int(field: &[u8]) -> Option<i64> {
 
 /// Parses `created_at` (RFC 3339, or PostgreSQL's `YYYY-MM-DD HH:MM:SS[.f][+TZ]`) to µs.
 pub fn parse_time(field: &[u8]) -> Option<i64> {
-    parse_time_plain(field).or_else(|| parse_time_general(field))
+    parse_time_plain(field, None).or_else(|| parse_time_general(field))
+}
+
+/// [`parse_time`], remembering each date's midnight in `days`.
+fn parse_time_with(field: &[u8], days: &mut Days) -> Option<i64> {
+    parse_time_plain(field, Some(days)).or_else(|| parse_time_general(field))
+}
+
+/// Midnight (UTC, µs) of dates already seen, direct-mapped by `YYYYMMDD`: a chunk's rows
+/// span a few hundred dates, so chrono checks and converts each date about once per chunk
+/// rather than once per row.
+pub(crate) struct Days {
+    slots: Vec<(u32, i64)>,
+}
+
+impl Days {
+    const SLOTS: usize = 1024;
+    /// No date: `YYYYMMDD` is at most 99,991,231.
+    const EMPTY: u32 = u32::MAX;
+
+    pub(crate) fn new() -> Days {
+        Days {
+            slots: vec![(Self::EMPTY, 0); Self::SLOTS],
+        }
+    }
 }
 
 /// [`parse_time`] by chrono's parsers alone.
@@ -78,7 +102,7 @@ pub(crate) fn parse_time_general(field: &[u8]) -> Option<i64> {
 /// UTC either way), with its digits read in place; chrono checks the date and time. Anything
 /// else, or anything chrono refuses here (a leap second), is left to the general parsers of
 /// [`parse_time`], which give the same answer for this shape.
-fn parse_time_plain(f: &[u8]) -> Option<i64> {
+fn parse_time_plain(f: &[u8], days: Option<&mut Days>) -> Option<i64> {
     if !(f.len() == 19 || (f.len() == 20 && f[19] == b'Z'))
         || f[4] != b'-'
         || f[7] != b'-'
@@ -93,9 +117,28 @@ fn parse_time_plain(f: &[u8]) -> Option<i64> {
             b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
         })
     };
-    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 2)?, num(8, 2)?)?;
-    let t = date.and_hms_opt(num(11, 2)?, num(14, 2)?, num(17, 2)?)?;
-    Some(t.and_utc().timestamp_micros())
+    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (h, mi, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    // chrono's `and_hms_opt` bounds (a leap second goes to the general parsers).
+    if h >= 24 || mi >= 60 || sec >= 60 {
+        return None;
+    }
+    let midnight = |y: u32, mo: u32, d: u32| -> Option<i64> {
+        let date = chrono::NaiveDate::from_ymd_opt(y as i32, mo, d)?;
+        Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+    };
+    let day = match days {
+        Some(days) => {
+            let key = y * 10_000 + mo * 100 + d;
+            let slot = &mut days.slots[key as usize % Days::SLOTS];
+            if slot.0 != key {
+                *slot = (key, midnight(y, mo, d)?);
+            }
+            slot.1
+        }
+        None => midnight(y, mo, d)?,
+    };
+    Some(day + i64::from(h * 3600 + mi * 60 + sec) * 1_000_000)
 }
 
 /// The separators an orders header may use, in the order they are tried: comma (CSV),
@@ -151,6 +194,7 @@ struct Rows<'l> {
     basket: ColBuilder,
     item: ColBuilder,
     time: Vec<i64>,
+    days: Days,
 }
 
 impl Rows<'_> {
@@ -184,7 +228,7 @@ impl Rows<'_> {
         let t = match lay.created {
             Some(c) if lay.need_time => {
                 let f = fields[c];
-                let t = parse_time(f).ok_or_else(|| {
+                let t = parse_time_with(f, &mut self.days).ok_or_else(|| {
                     RecErr::Msg(format!(
                         "created_at {:?} is not a timestamp (RFC 3339 or YYYY-MM-DD HH:MM:SS)",
                         String::from_utf8_lossy(f)
@@ -319,6 +363,7 @@ pub(crate) fn parse_chunk(
         basket: ColBuilder::new(str_basket),
         item: ColBuilder::new(str_item),
         time: Vec::with_capacity(if lay.need_time { est } else { 0 }),
+        days: Days::new(),
     };
     rows.basket.ints.reserve(est);
     rows.item.ints.reserve(est);
@@ -431,6 +476,28 @@ mod unit {
                     let want: Vec<usize> = memchr::memchr2_iter(delim, b'\n', &buf).collect();
                     let got: Vec<usize> = Separators::new(&buf, delim).collect();
                     assert_eq!(got, want, "{buf:?} with {:?}", delim as char);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn remembered_dates_parse_as_the_general_parsers_do() {
+        // Four years of dates, invalid ones among them (month 0 and 13, day 0 and 32, 30
+        // February), each twice, so the second pass reads the memo, over colliding slots.
+        let mut days = Days::new();
+        for pass in 0..2 {
+            for y in 1999..2003 {
+                for mo in 0..14 {
+                    for d in 0..33 {
+                        let (h, mi, s) = ((d * 7 + pass) % 25, (mo * 11) % 61, (d + mo) % 61);
+                        let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+                        assert_eq!(
+                            parse_time_with(text.as_bytes(), &mut days),
+                            parse_time_general(text.as_bytes()),
+                            "{text}"
+                        );
+                    }
                 }
             }
         }
