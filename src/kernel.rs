@@ -543,8 +543,8 @@ fn row_top_k_weighted(
     }
     let one = WEIGHT_ONE as f64;
     let (w_i, n) = (w.degree[i] as f64 / one, w.n as f64 / one);
-    cands.clear();
-    for &j in &touched[..n_touched] {
+    // A candidate `(j, shared baskets, weighted sum in baskets)`, its counters reset.
+    let mut take = |j: u32| {
         // Without counts, each candidate stands for at least the one basket it was seen in.
         let c = if support_needed {
             std::mem::take(&mut counts[j as usize])
@@ -552,52 +552,70 @@ fn row_top_k_weighted(
             1
         };
         let wc = std::mem::take(&mut wsum[j as usize]);
-        if j as usize != i {
-            cands.push((j, c, wc as f64 / one));
+        (j as usize != i).then_some((j, c, wc as f64 / one))
+    };
+    let heap = &mut s.heap;
+    if let [sim] = sims {
+        // One scoring (`cooc train`): straight from the touched list.
+        let cands = touched[..n_touched].iter().filter_map(|&j| take(j));
+        return vec![select_weighted(sim, k, w, w_i, n, heap, cands)];
+    }
+    cands.clear();
+    cands.extend(touched[..n_touched].iter().filter_map(|&j| take(j)));
+    sims.iter()
+        .map(|sim| select_weighted(sim, k, w, w_i, n, heap, cands.iter().copied()))
+        .collect()
+}
+
+/// The best `k` of a decayed row (weighted degree `w_i`, N = `n`) under `sim` among its
+/// candidates `(j, shared baskets, weighted sum)`, best first.
+fn select_weighted(
+    sim: &Scoring,
+    k: usize,
+    w: &Weighted,
+    w_i: f64,
+    n: f64,
+    heap: &mut std::collections::BinaryHeap<Worst>,
+    cands: impl Iterator<Item = (u32, u32, f64)>,
+) -> Vec<(f64, u32)> {
+    let one = WEIGHT_ONE as f64;
+    heap.clear();
+    let support = sim.min_support.max(1);
+    // As `select_top_k`'s `c_min`: while the heap holds k, a candidate's weighted sum must
+    // reach this floor to possibly qualify (one compare, no load of w_j).
+    let mut w_min = 0.0f64;
+    for (j, c, wc) in cands {
+        if c < support || wc < w_min {
+            continue;
+        }
+        let w_j = w.degree[j as usize] as f64 / one;
+        if heap.len() == k {
+            let tau = heap.peek().map_or(0.0, |w| w.0 .0);
+            if below_weighted(sim, wc, w_i, w_j, n, tau) {
+                continue;
+            }
+        }
+        let score = sim.sim.score(wc, w_i, w_j, n);
+        // Baskets of weight 0 can leave 0/0: only a positive score is a neighbour.
+        if score.is_nan() || score <= 0.0 {
+            continue;
+        }
+        let cand = (score, j);
+        if heap.len() < k {
+            heap.push(Worst(cand));
+        } else if let Some(mut worst) = heap.peek_mut() {
+            if better(&cand, &worst.0) == Ordering::Less {
+                *worst = Worst(cand);
+            }
+        }
+        if heap.len() == k {
+            w_min = floor_weighted(sim, heap.peek().map_or(0.0, |w| w.0 .0), w_i);
         }
     }
-    sims.iter()
-        .map(|sim| {
-            let heap = &mut s.heap;
-            heap.clear();
-            let support = sim.min_support.max(1);
-            // As `select_top_k`'s `c_min`: while the heap holds k, a candidate's weighted
-            // sum must reach this floor to possibly qualify (one compare, no load of w_j).
-            let mut w_min = 0.0f64;
-            for &(j, c, wc) in cands.iter() {
-                if c < support || wc < w_min {
-                    continue;
-                }
-                let w_j = w.degree[j as usize] as f64 / one;
-                if heap.len() == k {
-                    let tau = heap.peek().map_or(0.0, |w| w.0 .0);
-                    if below_weighted(sim, wc, w_i, w_j, n, tau) {
-                        continue;
-                    }
-                }
-                let score = sim.sim.score(wc, w_i, w_j, n);
-                // Baskets of weight 0 can leave 0/0: only a positive score is a neighbour.
-                if score.is_nan() || score <= 0.0 {
-                    continue;
-                }
-                let cand = (score, j);
-                if heap.len() < k {
-                    heap.push(Worst(cand));
-                } else if let Some(mut worst) = heap.peek_mut() {
-                    if better(&cand, &worst.0) == Ordering::Less {
-                        *worst = Worst(cand);
-                    }
-                }
-                if heap.len() == k {
-                    w_min = floor_weighted(sim, heap.peek().map_or(0.0, |w| w.0 .0), w_i);
-                }
-            }
-            std::mem::take(heap)
-                .into_sorted_vec()
-                .into_iter()
-                .map(|w| w.0)
-                .collect()
-        })
+    std::mem::take(heap)
+        .into_sorted_vec()
+        .into_iter()
+        .map(|w| w.0)
         .collect()
 }
 
