@@ -947,9 +947,15 @@ mod tests {
     #[test]
     fn decayed_scores_are_the_measures_of_the_weighted_sums() {
         // Independent: weighted sums in f64 straight from the baskets, then the formula.
+        // Every seventh basket weighs 0 (one older than 24 half-lives): items reached
+        // through such baskets must be counted once and, where all they share weighs 0,
+        // never be neighbours, with support counts (min_support 3) or without (1).
         let rows = random_rows(400, 30, 5);
         let weights: Vec<u32> = (0..rows.len())
-            .map(|b| (WEIGHT_ONE as f64 * 0.5f64.powf(b as f64 / 97.0)).round() as u32)
+            .map(|b| match b % 7 {
+                3 => 0,
+                _ => (WEIGHT_ONE as f64 * 0.5f64.powf(b as f64 / 97.0)).round() as u32,
+            })
             .collect();
         let b = csr(&rows.iter().map(Vec::as_slice).collect::<Vec<_>>());
         let idx = CoocIndex::build_weighted(&b, 30, None, 0..30, &weights, None);
