@@ -176,35 +176,110 @@ impl EvalPartial {
     }
 }
 
-/// Evaluates `model` (rows = all items) at cut-off `k`.
-pub fn evaluate(model: &TopK, train: &Csr, test: &Csr, degree: &[u32], k: usize) -> Evaluation {
-    evaluate_partial(model, train, test, degree, k).finish(k)
+/// The hold-out customers, their items renumbered by popularity (training degree
+/// descending, then id ascending) for the evaluation: the popular items, which most
+/// baskets and neighbour lists name, then sit together in the accumulator and the model,
+/// so the random reads of a customer's scoring mostly hit the closer caches; and the
+/// popularity baseline's ranking is the labels' own order. Built once, it serves every
+/// model evaluated on the same split (`cooc tune` evaluates several).
+pub struct HoldOut {
+    /// The training items per customer (row), relabelled, in their original order (so a
+    /// customer's scores are summed in the same order as without relabelling).
+    train: Csr,
+    /// The held-out items per customer, relabelled, each row sorted.
+    test: Csr,
+    /// Label to item id.
+    item_of: Vec<u32>,
+    /// Item id to label.
+    label_of: Vec<u32>,
 }
 
-/// The sums of [`evaluate`] over the customers (rows) of `train` and `test`; `degree` is
-/// the catalogue-wide training degree that ranks the popularity baseline.
+impl HoldOut {
+    /// The split of `train` and `test` (customers as rows, the same rows in both), ranked by
+    /// the catalogue-wide training `degree` (which ranks the popularity baseline).
+    pub fn new(mut train: Csr, mut test: Csr, degree: &[u32]) -> HoldOut {
+        let n_items = degree.len();
+        let mut item_of: Vec<u32> = (0..n_items as u32).collect();
+        item_of.par_sort_unstable_by(|&a, &b| {
+            degree[b as usize].cmp(&degree[a as usize]).then(a.cmp(&b))
+        });
+        let mut label_of = vec![0u32; n_items];
+        for (l, &i) in item_of.iter().enumerate() {
+            label_of[i as usize] = l as u32;
+        }
+        train
+            .values
+            .par_iter_mut()
+            .with_min_len(1 << 16)
+            .for_each(|v| *v = label_of[*v as usize]);
+        test.values
+            .par_iter_mut()
+            .with_min_len(1 << 16)
+            .for_each(|v| *v = label_of[*v as usize]);
+        let Csr { offsets, values } = &mut test;
+        let mut rest = values.as_mut_slice();
+        let mut rows = Vec::with_capacity(offsets.len().saturating_sub(1));
+        for w in offsets.windows(2) {
+            let (row, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
+            rows.push(row);
+            rest = tail;
+        }
+        rows.par_iter_mut()
+            .with_min_len(1024)
+            .for_each(|r| r.sort_unstable());
+        HoldOut {
+            train,
+            test,
+            item_of,
+            label_of,
+        }
+    }
+
+    /// `model` (rows = all items) with rows and neighbour ids in label order; each list
+    /// keeps its order.
+    fn relabel(&self, model: &TopK) -> TopK {
+        let n = self.item_of.len();
+        assert_eq!(model.n_rows(), n, "the model does not cover the catalogue");
+        let mut out = TopK {
+            indptr: Vec::with_capacity(n + 1),
+            indices: Vec::with_capacity(model.indices.len()),
+            scores: Vec::with_capacity(model.scores.len()),
+        };
+        out.indptr.push(0);
+        for &i in &self.item_of {
+            let (ids, scores) = model.row(i as usize);
+            out.indices
+                .extend(ids.iter().map(|&j| self.label_of[j as usize]));
+            out.scores.extend_from_slice(scores);
+            out.indptr.push(out.indices.len() as u64);
+        }
+        out
+    }
+}
+
+/// Evaluates `model` (rows = all items) at cut-off `k`.
+pub fn evaluate(model: &TopK, holdout: &HoldOut, k: usize) -> Evaluation {
+    evaluate_partial(model, holdout, k).finish(k)
+}
+
+/// The sums of [`evaluate`] over the customers of `holdout`.
 ///
 /// Models are evaluated one at a time, each in its own pass (`cooc tune` too): one model's
 /// neighbour lists stay in the last-level cache through the pass, where several interleaved
 /// per customer evict each other (measured: five models in one pass took longer than five
 /// passes).
-pub fn evaluate_partial(
-    model: &TopK,
-    train: &Csr,
-    test: &Csr,
-    degree: &[u32],
-    k: usize,
-) -> EvalPartial {
-    let n_items = degree.len();
-    // Items by popularity: degree descending, then id ascending.
-    let mut popular: Vec<u32> = (0..n_items as u32).collect();
-    popular.sort_unstable_by(|&a, &b| degree[b as usize].cmp(&degree[a as usize]).then(a.cmp(&b)));
+pub fn evaluate_partial(model: &TopK, holdout: &HoldOut, k: usize) -> EvalPartial {
+    let n_items = holdout.item_of.len();
+    let model = holdout.relabel(model);
+    let model = &model;
+    let (train, test) = (&holdout.train, &holdout.test);
     let discounts = Discounts::new(k);
+    let item_of = holdout.item_of.as_slice();
 
     // Customers fold into partial sums per split; sums are exact integers and `seen` is an
     // OR, so the result does not depend on how rayon splits them.
     let n_users = test.n_rows();
-    (0..n_users)
+    let out = (0..n_users)
         .into_par_iter()
         .with_min_len(1024)
         .fold(
@@ -236,7 +311,7 @@ pub fn evaluate_partial(
                     model,
                     train.row(u),
                     test.row(u),
-                    &popular,
+                    item_of,
                     &discounts,
                     &mut s,
                     &mut out,
@@ -251,15 +326,25 @@ pub fn evaluate_partial(
                 a.merge(&b);
                 a
             },
-        )
+        );
+    // Back from labels to item ids.
+    let by_item = |seen: &[bool]| -> Vec<bool> {
+        holdout.label_of.iter().map(|&l| seen[l as usize]).collect()
+    };
+    EvalPartial {
+        seen: by_item(&out.seen),
+        seen_base: by_item(&out.seen_base),
+        ..out
+    }
 }
 
-/// Adds one customer (`bought` in training, `test` held out) to `out`.
+/// Adds one customer (`bought` in training, `test` held out, both as labels) to `out`;
+/// `item_of` maps labels back to item ids, which break ties between equal scores.
 fn evaluate_one(
     model: &TopK,
     bought: &[u32],
     test: &[u32],
-    popular: &[u32],
+    item_of: &[u32],
     discounts: &Discounts,
     s: &mut Scratch,
     out: &mut EvalPartial,
@@ -285,13 +370,10 @@ fn evaluate_one(
         return;
     }
     s.base.clear();
-    s.base.extend(
-        popular
-            .iter()
-            .copied()
-            .filter(|&j| !is_bought(&s.acc, j))
-            .take(k),
-    );
+    // Labels are in popularity order: the baseline is the first K not bought.
+    s.base
+        .extend((0..(k + bought.len()).min(s.acc.len()) as u32).filter(|&j| !is_bought(&s.acc, j)));
+    s.base.truncate(k);
     let (base_hit, base_recall, base_ndcg) = metrics(s.base.iter().copied(), &s.held, discounts);
     let mut n_touched = 0;
     for &i in bought {
@@ -306,9 +388,11 @@ fn evaluate_one(
     for &i in bought {
         s.acc[i as usize] = 0.0;
     }
-    // The best k, kept sorted best first (score descending, then id ascending) by
+    // The best k, kept sorted best first (score descending, then item id ascending) by
     // insertion: a customer has tens of candidates, and most fail the first compare.
-    let better = |a: &(f64, u32), b: &(f64, u32)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
+    let better = |a: &(f64, u32), b: &(f64, u32)| {
+        a.0 > b.0 || (a.0 == b.0 && item_of[a.1 as usize] < item_of[b.1 as usize])
+    };
     s.cand.clear();
     for &j in &s.touched[..n_touched] {
         let c = (std::mem::take(&mut s.acc[j as usize]), j);
@@ -342,6 +426,106 @@ fn evaluate_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The evaluation written plainly, in item ids: every candidate sorted, the baseline
+    /// from a popularity list.
+    fn reference(model: &TopK, train: &Csr, test: &Csr, degree: &[u32], k: usize) -> EvalPartial {
+        let n = degree.len();
+        let mut popular: Vec<u32> = (0..n as u32).collect();
+        popular.sort_by(|&a, &b| degree[b as usize].cmp(&degree[a as usize]).then(a.cmp(&b)));
+        let d = Discounts::new(k);
+        let mut out = EvalPartial::empty(n);
+        for u in 0..test.n_rows() {
+            let bought = train.row(u);
+            if bought.is_empty() {
+                continue;
+            }
+            let mut held: Vec<u32> = test
+                .row(u)
+                .iter()
+                .copied()
+                .filter(|j| !bought.contains(j))
+                .collect();
+            held.sort_unstable();
+            if held.is_empty() {
+                continue;
+            }
+            let base: Vec<u32> = popular
+                .iter()
+                .copied()
+                .filter(|j| !bought.contains(j))
+                .take(k)
+                .collect();
+            let mut acc = vec![0.0f64; n];
+            let mut seen = vec![false; n];
+            for &i in bought {
+                let (ids, scores) = model.row(i as usize);
+                for (&j, &sc) in ids.iter().zip(scores) {
+                    acc[j as usize] += sc as f64;
+                    seen[j as usize] = true;
+                }
+            }
+            let mut cand: Vec<(f64, u32)> = (0..n as u32)
+                .filter(|&j| seen[j as usize] && !bought.contains(&j))
+                .map(|j| (acc[j as usize], j))
+                .collect();
+            cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            cand.truncate(k);
+            let (hit, recall, ndcg) = metrics(cand.iter().map(|c| c.1), &held, &d);
+            let (bh, br, bn) = metrics(base.iter().copied(), &held, &d);
+            out.users += 1;
+            for (sum, v) in out.sums.iter_mut().zip([hit, recall, ndcg, bh, br, bn]) {
+                *sum += fixed(v);
+            }
+            cand.iter().for_each(|c| out.seen[c.1 as usize] = true);
+            base.iter().for_each(|&j| out.seen_base[j as usize] = true);
+        }
+        out
+    }
+
+    #[test]
+    fn relabelled_evaluation_matches_the_plain_one_with_ties() {
+        use rand_chacha::rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut below = |m: u32| rng.next_u32() % m;
+        for case in 0..20 {
+            let n = 5 + below(60) as usize;
+            let k = 1 + below(12) as usize;
+            // Few distinct scores: sums tie often, and ties go by item id.
+            let lists: Vec<Vec<(f64, u32)>> = (0..n)
+                .map(|_| {
+                    let mut l: Vec<(f64, u32)> = (0..below(8))
+                        .map(|_| ((1 + below(3)) as f64 * 0.25, below(n as u32)))
+                        .collect();
+                    l.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                    l.dedup_by_key(|x| x.1);
+                    l
+                })
+                .collect();
+            let model = TopK::from_lists(lists);
+            let rows = |below: &mut dyn FnMut(u32) -> u32, most: u32| -> Vec<Vec<u32>> {
+                (0..40)
+                    .map(|_| {
+                        let mut r: Vec<u32> = (0..below(most)).map(|_| below(n as u32)).collect();
+                        r.sort_unstable();
+                        r.dedup();
+                        r
+                    })
+                    .collect()
+            };
+            let train = Csr::from_rows(&rows(&mut below, 9));
+            let test = Csr::from_rows(&rows(&mut below, 4));
+            // Degrees with ties too, so the baseline's order leans on item ids.
+            let degree: Vec<u32> = (0..n).map(|_| below(5)).collect();
+            let expected = reference(&model, &train, &test, &degree, k);
+            let holdout = HoldOut::new(train, test, &degree);
+            assert_eq!(
+                evaluate_partial(&model, &holdout, k),
+                expected,
+                "case {case}"
+            );
+        }
+    }
 
     #[test]
     fn discounts_match_the_per_customer_sums() {

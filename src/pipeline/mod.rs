@@ -274,9 +274,10 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
 
     comm.bound_messages(plan.max_model_message_bytes(n_items));
     let model = gather_model(comm, block, plan.holdout, &mut timings)?;
-    let evaluation = match (&test, &model, &train_baskets) {
+    let evaluation = match (test, &model, train_baskets) {
         (Some(test), Some(model), Some(train_baskets)) => Some(timings.time("evaluate", || {
-            eval::evaluate_partial(model, train_baskets, test, &degree, plan.k)
+            let holdout = eval::HoldOut::new(train_baskets, test, &degree);
+            eval::evaluate_partial(model, &holdout, plan.k)
         })),
         _ => None,
     };
@@ -287,8 +288,6 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
         crcs,
         evaluation,
     };
-    drop(train_baskets);
-    drop(test);
     let summaries = comm.gather(phase::SUMMARIES, summary.encode())?;
 
     let Some(all) = summaries else {
