@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::csr::Csr;
 use crate::input::Interactions;
-use crate::kernel::TopK;
+use crate::kernel::{prefetch, TopK};
 
 /// Splits rows into training rows and, per basket, the held-out last order: the rows at the
 /// basket's latest `created_at`, for baskets that also have earlier rows.
@@ -235,25 +235,57 @@ impl HoldOut {
         }
     }
 
-    /// `model` (rows = all items) with rows and neighbour ids in label order; each list
-    /// keeps its order.
-    fn relabel(&self, model: &TopK) -> TopK {
+    /// `model` (rows = all items) as [`Lists`] in label order; each list keeps its order.
+    fn relabel(&self, model: &TopK) -> Lists {
         let n = self.item_of.len();
         assert_eq!(model.n_rows(), n, "the model does not cover the catalogue");
-        let mut out = TopK {
-            indptr: Vec::with_capacity(n + 1),
-            indices: Vec::with_capacity(model.indices.len()),
-            scores: Vec::with_capacity(model.scores.len()),
+        let mut out = Lists {
+            start: Vec::with_capacity(n + 1),
+            entries: Vec::with_capacity(model.indices.len()),
         };
-        out.indptr.push(0);
+        out.start.push(0);
         for &i in &self.item_of {
             let (ids, scores) = model.row(i as usize);
-            out.indices
-                .extend(ids.iter().map(|&j| self.label_of[j as usize]));
-            out.scores.extend_from_slice(scores);
-            out.indptr.push(out.indices.len() as u64);
+            out.entries.extend(
+                ids.iter()
+                    .zip(scores)
+                    .map(|(&j, &sc)| (self.label_of[j as usize], sc)),
+            );
+            out.start.push(out.entries.len() as u64);
         }
         out
+    }
+}
+
+/// A model's neighbour lists by label, each entry `(neighbour, score)` side by side: a list
+/// is one region of memory to fetch, not two.
+struct Lists {
+    /// List `l` is `entries[start[l]..start[l + 1]]`.
+    start: Vec<u64>,
+    entries: Vec<(u32, f32)>,
+}
+
+impl Lists {
+    fn row(&self, l: u32) -> &[(u32, f32)] {
+        let l = l as usize;
+        &self.entries[self.start[l] as usize..self.start[l + 1] as usize]
+    }
+
+    /// Hints the CPU to fetch where list `l` starts.
+    #[inline(always)]
+    fn prefetch_start(&self, l: u32) {
+        prefetch(self.start.as_ptr().wrapping_add(l as usize));
+    }
+
+    /// Hints the CPU to fetch list `l` (its first two cache lines: ten entries span at
+    /// most two).
+    #[inline(always)]
+    fn prefetch_row(&self, l: u32) {
+        if let Some(&a) = self.start.get(l as usize) {
+            let p = self.entries.as_ptr().wrapping_add(a as usize);
+            prefetch(p);
+            prefetch(p.wrapping_add(8));
+        }
     }
 }
 
@@ -302,7 +334,7 @@ pub fn evaluate_partial(model: &TopK, holdout: &HoldOut, k: usize) -> EvalPartia
                     train
                         .row(u + 2)
                         .iter()
-                        .for_each(|&i| model.prefetch_offsets(i));
+                        .for_each(|&i| model.prefetch_start(i));
                 }
                 if u + 1 < n_users {
                     train.row(u + 1).iter().for_each(|&i| model.prefetch_row(i));
@@ -341,7 +373,7 @@ pub fn evaluate_partial(model: &TopK, holdout: &HoldOut, k: usize) -> EvalPartia
 /// Adds one customer (`bought` in training, `test` held out, both as labels) to `out`;
 /// `item_of` maps labels back to item ids, which break ties between equal scores.
 fn evaluate_one(
-    model: &TopK,
+    model: &Lists,
     bought: &[u32],
     test: &[u32],
     item_of: &[u32],
@@ -377,8 +409,7 @@ fn evaluate_one(
     let (base_hit, base_recall, base_ndcg) = metrics(s.base.iter().copied(), &s.held, discounts);
     let mut n_touched = 0;
     for &i in bought {
-        let (ids, scores) = model.row(i as usize);
-        for (&j, &sc) in ids.iter().zip(scores) {
+        for &(j, sc) in model.row(i) {
             let a = &mut s.acc[j as usize];
             s.touched[n_touched] = j;
             n_touched += (*a == 0.0) as usize;

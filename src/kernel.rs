@@ -38,23 +38,6 @@ impl TopK {
         (&self.indices[a..b], &self.scores[a..b])
     }
 
-    /// Hints the CPU to fetch where row `r` starts and ends (the offsets
-    /// [`TopK::prefetch_row`] reads); a row out of range is ignored.
-    #[inline(always)]
-    pub fn prefetch_offsets(&self, r: u32) {
-        prefetch(self.indptr.as_ptr().wrapping_add(r as usize));
-    }
-
-    /// Hints the CPU to fetch the start of row `r`'s ids and scores; a row out of range is
-    /// ignored.
-    #[inline(always)]
-    pub fn prefetch_row(&self, r: u32) {
-        if let Some(&a) = self.indptr.get(r as usize) {
-            prefetch(self.indices.as_ptr().wrapping_add(a as usize));
-            prefetch(self.scores.as_ptr().wrapping_add(a as usize));
-        }
-    }
-
     /// One row per list of `(score, item)`, best first; scores stored as f32.
     pub fn from_lists(lists: Vec<Vec<(f64, u32)>>) -> TopK {
         let mut out = TopK {
@@ -838,7 +821,7 @@ const AHEAD: usize = 8;
 
 /// Hints the CPU to fetch the cache line holding `p`; never faults, whatever `p` is.
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint; it does not dereference `p` architecturally and cannot fault.
     unsafe {
