@@ -718,6 +718,15 @@ pub fn select_top_k(
         };
         (t.ceil().min(u32::MAX as f64) as u32).max(support)
     };
+    // LLR: per small count c, the least partner degree C_jj seen scoring clearly below the
+    // threshold. G² falls as C_jj grows from c to independence (as `floor` uses), and past
+    // independence a pair scores 0, so a later candidate with the same c and a degree at
+    // least that one is below the (only rising) threshold too: one compare, not a score.
+    // "Clearly": by `floor`'s absolute slack, far above rounding, so a score rounded up
+    // never makes a rejected degree qualify.
+    let is_llr = sim.scoring.sim == Similarity::Llr;
+    let llr_slack = 1e-11 * (xlnx(sim.scoring.n_baskets as f64) + 1.0);
+    let mut llr_below = [u32::MAX; LLR_MEMO];
     for (j, c) in candidates {
         if c < c_min || j as usize == i {
             continue;
@@ -725,9 +734,19 @@ pub fn select_top_k(
         let c_jj = degree[j as usize];
         if heap.len() == k {
             let tau = heap.peek().map_or(0.0, |w| w.0 .0);
-            let score = if sim.scoring.sim == Similarity::Llr {
-                // No cheaper test than the score itself.
-                sim.score(c, c_ii, c_jj)
+            let score = if is_llr {
+                let memo = llr_below.get_mut(c as usize);
+                if memo.as_ref().is_some_and(|m| c_jj >= **m) {
+                    continue;
+                }
+                let score = sim.score(c, c_ii, c_jj);
+                if score < tau - llr_slack {
+                    if let Some(m) = memo {
+                        *m = (*m).min(c_jj);
+                    }
+                    continue;
+                }
+                score
             } else if below(sim, c, c_ii, c_jj, tau) {
                 continue;
             } else {
@@ -776,6 +795,10 @@ fn below(sim: &Scorer, c: u32, a: u32, b: u32, tau: f64) -> bool {
         Similarity::Llr => sim.score(cu, au, bu) < tau,
     }
 }
+
+/// The shared counts below which LLR's selection remembers rejected partner degrees (most
+/// candidates share few baskets).
+const LLR_MEMO: usize = 64;
 
 /// Margin of the pruning tests: 1e-9 relative dwarfs f64 rounding (~1e-16).
 const SLACK: f64 = 1.0 - 1e-9;
