@@ -61,6 +61,20 @@ impl Csr {
         self.offsets.len().saturating_sub(1)
     }
 
+    /// Sorts every row in place (rows in parallel).
+    pub fn sort_rows(&mut self) {
+        let mut rows = Vec::with_capacity(self.n_rows());
+        let mut rest = self.values.as_mut_slice();
+        for w in self.offsets.windows(2) {
+            let (row, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
+            rows.push(row);
+            rest = tail;
+        }
+        rows.into_par_iter()
+            .with_min_len(1024)
+            .for_each(|r| r.sort_unstable());
+    }
+
     /// Stored entries.
     pub fn nnz(&self) -> usize {
         self.values.len()

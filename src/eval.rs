@@ -216,17 +216,7 @@ impl HoldOut {
             .par_iter_mut()
             .with_min_len(1 << 16)
             .for_each(|v| *v = label_of[*v as usize]);
-        let Csr { offsets, values } = &mut test;
-        let mut rest = values.as_mut_slice();
-        let mut rows = Vec::with_capacity(offsets.len().saturating_sub(1));
-        for w in offsets.windows(2) {
-            let (row, tail) = rest.split_at_mut((w[1] - w[0]) as usize);
-            rows.push(row);
-            rest = tail;
-        }
-        rows.par_iter_mut()
-            .with_min_len(1024)
-            .for_each(|r| r.sort_unstable());
+        test.sort_rows();
         HoldOut {
             train,
             test,

@@ -693,6 +693,9 @@ pub fn select_top_k(
     // Below `--min-support` a pair is never a neighbour: the floor starts there.
     let support = sim.scoring.min_support.max(1);
     let mut c_min = support;
+    // LLR's absolute slack for "clearly below tau": far above the rounding of nine terms of
+    // magnitude up to N ln N.
+    let llr_slack = 1e-11 * (xlnx(sim.scoring.n_baskets as f64) + 1.0);
     // Lift and inclusion can be high for any c (a pair of rare items), so only the
     // measures that grow with c given c_jj >= c have a floor above the support.
     let floor = |tau: f64, c_min: u32| -> u32 {
@@ -705,12 +708,10 @@ pub fn select_top_k(
             // independence, and G² is convex along that line with its minimum there), so
             // U(c) = G²(c, c_ii, c) bounds every candidate with count c; U grows with c.
             // The floor is the least c with U(c) within rounding of tau: it only rises, so
-            // the scan is paid once per row. The slack is absolute, far above the rounding
-            // of nine terms of magnitude up to N ln N.
+            // the scan is paid once per row (within `llr_slack` of tau).
             Similarity::Llr => {
-                let slack = 1e-11 * (xlnx(sim.scoring.n_baskets as f64) + 1.0);
                 let mut c = c_min;
-                while c < c_ii && sim.score(c, c_ii, c) < tau - slack {
+                while c < c_ii && sim.score(c, c_ii, c) < tau - llr_slack {
                     c += 1;
                 }
                 return c.max(support);
@@ -725,7 +726,6 @@ pub fn select_top_k(
     // "Clearly": by `floor`'s absolute slack, far above rounding, so a score rounded up
     // never makes a rejected degree qualify.
     let is_llr = sim.scoring.sim == Similarity::Llr;
-    let llr_slack = 1e-11 * (xlnx(sim.scoring.n_baskets as f64) + 1.0);
     let mut llr_below = [u32::MAX; LLR_MEMO];
     for (j, c) in candidates {
         if c < c_min || j as usize == i {
