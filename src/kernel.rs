@@ -192,7 +192,39 @@ fn better(a: &(f64, u32), b: &(f64, u32)) -> Ordering {
 /// `(item, shared baskets, weighted sum in baskets)`.
 struct WeightedScratch {
     wsum: Vec<u64>,
+    /// The same in 32 bits, for the rows whose weighted degree fits (see [`WeightSum`]).
+    wsum32: Vec<u32>,
     cands: Vec<(u32, u32, f64)>,
+}
+
+/// A row's weighted-sum counter. A pair's shared weight is at most the row item's weighted
+/// degree, so where that fits in 32 bits every counter of the row does: half the scratch to
+/// keep in cache, and the same integers.
+trait WeightSum: Copy + Default + PartialEq + std::ops::AddAssign {
+    fn of(weight: u32) -> Self;
+    fn get(self) -> f64;
+}
+
+impl WeightSum for u32 {
+    #[inline(always)]
+    fn of(weight: u32) -> u32 {
+        weight
+    }
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self as f64
+    }
+}
+
+impl WeightSum for u64 {
+    #[inline(always)]
+    fn of(weight: u32) -> u64 {
+        weight as u64
+    }
+    #[inline(always)]
+    fn get(self) -> f64 {
+        self as f64
+    }
 }
 
 /// Per-thread scratch: dense counters and the list of touched items.
@@ -436,6 +468,11 @@ impl CoocIndex {
                             } else {
                                 Vec::new()
                             },
+                            wsum32: if self.weighted.is_some() {
+                                vec![0u32; n_items]
+                            } else {
+                                Vec::new()
+                            },
                             cands: Vec::new(),
                         },
                     ))
@@ -508,7 +545,30 @@ fn row_top_k_weighted(
     s: &mut Scratch,
     ws: &mut WeightedScratch,
 ) -> Vec<Vec<(f64, u32)>> {
-    let WeightedScratch { wsum, cands } = ws;
+    let WeightedScratch {
+        wsum,
+        wsum32,
+        cands,
+    } = ws;
+    if w.degree[i] <= u32::MAX as u64 {
+        row_weighted(idx, w, sims, k, i, s, wsum32, cands)
+    } else {
+        row_weighted(idx, w, sims, k, i, s, wsum, cands)
+    }
+}
+
+/// [`row_top_k_weighted`] with the row's sums in `wsum` (all zero, and left so).
+#[allow(clippy::too_many_arguments)]
+fn row_weighted<T: WeightSum>(
+    idx: &CoocIndex,
+    w: &Weighted,
+    sims: &[Scoring],
+    k: usize,
+    i: usize,
+    s: &mut Scratch,
+    wsum: &mut [T],
+    cands: &mut Vec<(u32, u32, f64)>,
+) -> Vec<Vec<(f64, u32)>> {
     let data = &idx.packed[..];
     let counts = &mut s.counts[..];
     let touched = &mut s.touched[..];
@@ -522,7 +582,7 @@ fn row_top_k_weighted(
     for (t, &p) in ps.iter().enumerate() {
         prefetch_basket(data, ps, t);
         let p = p as usize;
-        let (len, weight) = (data[p] as usize, data[p + 1] as u64);
+        let (len, weight) = (data[p] as usize, T::of(data[p + 1]));
         let items = &data[p + 2..p + 2 + len];
         if support_needed {
             for &j in items {
@@ -533,10 +593,11 @@ fn row_top_k_weighted(
                 wsum[j as usize] += weight;
             }
         } else {
+            let zero = T::default();
             for &j in items {
                 let x = &mut wsum[j as usize];
                 touched[n_touched] = j;
-                n_touched += (*x == 0 && weight != 0) as usize;
+                n_touched += (*x == zero && weight != zero) as usize;
                 *x += weight;
             }
         }
@@ -552,7 +613,7 @@ fn row_top_k_weighted(
             1
         };
         let wc = std::mem::take(&mut wsum[j as usize]);
-        (j as usize != i).then_some((j, c, wc as f64 / one))
+        (j as usize != i).then_some((j, c, wc.get() / one))
     };
     let heap = &mut s.heap;
     if let [sim] = sims {
