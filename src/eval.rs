@@ -46,9 +46,7 @@ struct Scratch {
     /// sized to the catalogue (each item enters once) so an item is appended without a
     /// branch on whether it is new.
     touched: Vec<u32>,
-    held: Vec<u32>,
     cand: Vec<(f64, u32)>,
-    base: Vec<u32>,
 }
 
 /// The NDCG discounts up to K, computed once per evaluation: `gain[r]` is the gain of a hit
@@ -181,23 +179,44 @@ impl EvalPartial {
 /// baskets and neighbour lists name, then sit together in the accumulator and the model,
 /// so the random reads of a customer's scoring mostly hit the closer caches; and the
 /// popularity baseline's ranking is the labels' own order. Built once, it serves every
-/// model evaluated on the same split (`cooc tune` evaluates several).
+/// model evaluated on the same split (`cooc tune` evaluates several): what does not depend
+/// on the model (who is evaluated, against which items, and the baseline's metrics) is
+/// worked out here, once.
 pub struct HoldOut {
+    /// The cut-off K.
+    k: usize,
     /// The training items per customer (row), relabelled, in their original order (so a
     /// customer's scores are summed in the same order as without relabelling).
     train: Csr,
-    /// The held-out items per customer, relabelled, each row sorted.
-    test: Csr,
+    /// The customers evaluated, ascending: those with a training item and a held-out item
+    /// they had not bought before.
+    users: Vec<u32>,
+    /// Per evaluated customer (aligned with `users`), those held-out items, relabelled and
+    /// sorted.
+    held: Csr,
+    /// The popularity baseline over `users` (with `seen_base` by label); the model's sums
+    /// and `seen` are left to [`evaluate_partial`].
+    baseline: EvalPartial,
     /// Label to item id.
     item_of: Vec<u32>,
     /// Item id to label.
     label_of: Vec<u32>,
 }
 
+/// The customers one thread of [`HoldOut::new`] went through: whom it evaluates, their
+/// held-out items (`held`, `held_len` per customer) and the baseline's sums over them.
+struct UserBlock {
+    users: Vec<u32>,
+    held_len: Vec<u64>,
+    held: Vec<u32>,
+    baseline: EvalPartial,
+}
+
 impl HoldOut {
     /// The split of `train` and `test` (customers as rows, the same rows in both), ranked by
-    /// the catalogue-wide training `degree` (which ranks the popularity baseline).
-    pub fn new(mut train: Csr, mut test: Csr, degree: &[u32]) -> HoldOut {
+    /// the catalogue-wide training `degree` (which ranks the popularity baseline), for
+    /// evaluations at cut-off `k`.
+    pub fn new(mut train: Csr, mut test: Csr, degree: &[u32], k: usize) -> HoldOut {
         let n_items = degree.len();
         let mut item_of: Vec<u32> = (0..n_items as u32).collect();
         item_of.par_sort_unstable_by(|&a, &b| {
@@ -217,9 +236,43 @@ impl HoldOut {
             .with_min_len(1 << 16)
             .for_each(|v| *v = label_of[*v as usize]);
         test.sort_rows();
+
+        // Blocks of consecutive customers, gathered in order.
+        const BLOCK: usize = 1 << 16;
+        let n_users = test.n_rows();
+        let discounts = Discounts::new(k);
+        let blocks: Vec<UserBlock> = (0..n_users.div_ceil(BLOCK))
+            .into_par_iter()
+            .map_init(
+                || vec![false; n_items],
+                |bought_now, b| {
+                    let users = b * BLOCK..((b + 1) * BLOCK).min(n_users);
+                    user_block(&train, &test, users, &discounts, bought_now)
+                },
+            )
+            .collect();
+        let mut users = Vec::new();
+        let mut held = Csr {
+            offsets: vec![0],
+            values: Vec::new(),
+        };
+        let mut baseline = EvalPartial::empty(n_items);
+        for block in blocks {
+            users.extend(block.users);
+            let mut end = *held.offsets.last().expect("offsets start at 0");
+            held.offsets.extend(block.held_len.iter().map(|&n| {
+                end += n;
+                end
+            }));
+            held.values.extend(block.held);
+            baseline.merge(&block.baseline);
+        }
         HoldOut {
+            k,
             train,
-            test,
+            users,
+            held,
+            baseline,
             item_of,
             label_of,
         }
@@ -279,9 +332,70 @@ impl Lists {
     }
 }
 
-/// Evaluates `model` (rows = all items) at cut-off `k`.
-pub fn evaluate(model: &TopK, holdout: &HoldOut, k: usize) -> Evaluation {
-    evaluate_partial(model, holdout, k).finish(k)
+/// Goes through customers `users` of a split (labels; `test` rows sorted): who is evaluated,
+/// against which held-out items, and the popularity baseline's metrics for them.
+/// `bought_now` (one flag per label, all false) is scratch, left all false.
+fn user_block(
+    train: &Csr,
+    test: &Csr,
+    users: std::ops::Range<usize>,
+    discounts: &Discounts,
+    bought_now: &mut [bool],
+) -> UserBlock {
+    let k = discounts.k();
+    let mut out = UserBlock {
+        users: Vec::new(),
+        held_len: Vec::new(),
+        held: Vec::new(),
+        baseline: EvalPartial::empty(bought_now.len()),
+    };
+    let mut base = Vec::with_capacity(k);
+    for u in users {
+        let bought = train.row(u);
+        if bought.is_empty() || k == 0 {
+            continue;
+        }
+        for &i in bought {
+            bought_now[i as usize] = true;
+        }
+        let start = out.held.len();
+        out.held.extend(
+            test.row(u)
+                .iter()
+                .copied()
+                .filter(|&j| !bought_now[j as usize]),
+        );
+        if out.held.len() > start {
+            // Labels are in popularity order: the baseline is the first K not bought.
+            base.clear();
+            base.extend(
+                (0..(k + bought.len()).min(bought_now.len()) as u32)
+                    .filter(|&j| !bought_now[j as usize])
+                    .take(k),
+            );
+            let (hit, recall, ndcg) =
+                metrics(base.iter().copied(), &out.held[start..], discounts);
+            let b = &mut out.baseline;
+            b.users += 1;
+            for (sum, v) in b.sums[3..].iter_mut().zip([hit, recall, ndcg]) {
+                *sum += fixed(v);
+            }
+            for &j in &base {
+                b.seen_base[j as usize] = true;
+            }
+            out.users.push(u as u32);
+            out.held_len.push((out.held.len() - start) as u64);
+        }
+        for &i in bought {
+            bought_now[i as usize] = false;
+        }
+    }
+    out
+}
+
+/// Evaluates `model` (rows = all items) at the hold-out's cut-off.
+pub fn evaluate(model: &TopK, holdout: &HoldOut) -> Evaluation {
+    evaluate_partial(model, holdout).finish(holdout.k)
 }
 
 /// The sums of [`evaluate`] over the customers of `holdout`.
@@ -290,18 +404,19 @@ pub fn evaluate(model: &TopK, holdout: &HoldOut, k: usize) -> Evaluation {
 /// neighbour lists stay in the last-level cache through the pass, where several interleaved
 /// per customer evict each other (measured: five models in one pass took longer than five
 /// passes).
-pub fn evaluate_partial(model: &TopK, holdout: &HoldOut, k: usize) -> EvalPartial {
+pub fn evaluate_partial(model: &TopK, holdout: &HoldOut) -> EvalPartial {
     let n_items = holdout.item_of.len();
+    let k = holdout.k;
     let model = holdout.relabel(model);
     let model = &model;
-    let (train, test) = (&holdout.train, &holdout.test);
+    let (train, held, users) = (&holdout.train, &holdout.held, &holdout.users[..]);
     let discounts = Discounts::new(k);
     let item_of = holdout.item_of.as_slice();
 
     // Customers fold into partial sums per split; sums are exact integers and `seen` is an
     // OR, so the result does not depend on how rayon splits them.
-    let n_users = test.n_rows();
-    let out = (0..n_users)
+    let n_users = users.len();
+    let mut out = (0..n_users)
         .into_par_iter()
         .with_min_len(1024)
         .fold(
@@ -310,29 +425,30 @@ pub fn evaluate_partial(model: &TopK, holdout: &HoldOut, k: usize) -> EvalPartia
                     Scratch {
                         acc: vec![0.0; n_items],
                         touched: vec![0; n_items],
-                        held: Vec::new(),
                         cand: Vec::with_capacity(k + 1),
-                        base: Vec::with_capacity(k),
                     },
                     EvalPartial::empty(n_items),
                 )
             },
-            |(mut s, mut out), u| {
+            |(mut s, mut out), e| {
                 // The neighbour lists of the customers just ahead, asked for early: where
-                // customer u + 2's lists start, and customer u + 1's lists themselves.
-                if u + 2 < n_users {
+                // the next but one customer's lists start, and the next one's lists.
+                if let Some(&u) = users.get(e + 2) {
                     train
-                        .row(u + 2)
+                        .row(u as usize)
                         .iter()
                         .for_each(|&i| model.prefetch_start(i));
                 }
-                if u + 1 < n_users {
-                    train.row(u + 1).iter().for_each(|&i| model.prefetch_row(i));
+                if let Some(&u) = users.get(e + 1) {
+                    train
+                        .row(u as usize)
+                        .iter()
+                        .for_each(|&i| model.prefetch_row(i));
                 }
                 evaluate_one(
                     model,
-                    train.row(u),
-                    test.row(u),
+                    train.row(users[e] as usize),
+                    held.row(e),
                     item_of,
                     &discounts,
                     &mut s,
@@ -349,6 +465,7 @@ pub fn evaluate_partial(model: &TopK, holdout: &HoldOut, k: usize) -> EvalPartia
                 a
             },
         );
+    out.merge(&holdout.baseline);
     // Back from labels to item ids.
     let by_item = |seen: &[bool]| -> Vec<bool> {
         holdout.label_of.iter().map(|&l| seen[l as usize]).collect()
@@ -360,43 +477,25 @@ pub fn evaluate_partial(model: &TopK, holdout: &HoldOut, k: usize) -> EvalPartia
     }
 }
 
-/// Adds one customer (`bought` in training, `test` held out, both as labels) to `out`;
-/// `item_of` maps labels back to item ids, which break ties between equal scores.
+/// Adds the model's metrics for one customer (`bought` in training, `held` the held-out
+/// items not bought before, both as labels) to `out`; `item_of` maps labels back to item
+/// ids, which break ties between equal scores.
 fn evaluate_one(
     model: &Lists,
     bought: &[u32],
-    test: &[u32],
+    held: &[u32],
     item_of: &[u32],
     discounts: &Discounts,
     s: &mut Scratch,
     out: &mut EvalPartial,
 ) {
     let k = discounts.k();
-    if bought.is_empty() || k == 0 {
-        return;
-    }
     // Items already bought are marked -inf while this customer is scored: they are never
-    // held-out targets, baseline picks or candidates (they stay -inf, and a first touch
-    // of any other item sees 0, scores being positive).
+    // candidates (they stay -inf, and a first touch of any other item sees 0, scores being
+    // positive).
     for &i in bought {
         s.acc[i as usize] = f64::NEG_INFINITY;
     }
-    let is_bought = |acc: &[f64], j: u32| acc[j as usize] == f64::NEG_INFINITY;
-    s.held.clear();
-    s.held
-        .extend(test.iter().copied().filter(|&j| !is_bought(&s.acc, j)));
-    if s.held.is_empty() {
-        for &i in bought {
-            s.acc[i as usize] = 0.0;
-        }
-        return;
-    }
-    s.base.clear();
-    // Labels are in popularity order: the baseline is the first K not bought.
-    s.base
-        .extend((0..(k + bought.len()).min(s.acc.len()) as u32).filter(|&j| !is_bought(&s.acc, j)));
-    s.base.truncate(k);
-    let (base_hit, base_recall, base_ndcg) = metrics(s.base.iter().copied(), &s.held, discounts);
     let mut n_touched = 0;
     for &i in bought {
         for &(j, sc) in model.row(i) {
@@ -430,17 +529,12 @@ fn evaluate_one(
         s.cand.insert(at, c);
     }
     let recs = s.cand.iter().map(|c| c.1);
-    let (hit, recall, ndcg) = metrics(recs.clone(), &s.held, discounts);
-    out.users += 1;
-    let values = [hit, recall, ndcg, base_hit, base_recall, base_ndcg];
-    for (sum, v) in out.sums.iter_mut().zip(values) {
+    let (hit, recall, ndcg) = metrics(recs.clone(), held, discounts);
+    for (sum, v) in out.sums.iter_mut().zip([hit, recall, ndcg]) {
         *sum += fixed(v);
     }
     for j in recs {
         out.seen[j as usize] = true;
-    }
-    for &j in &s.base {
-        out.seen_base[j as usize] = true;
     }
 }
 
@@ -539,9 +633,9 @@ mod tests {
             // Degrees with ties too, so the baseline's order leans on item ids.
             let degree: Vec<u32> = (0..n).map(|_| below(5)).collect();
             let expected = reference(&model, &train, &test, &degree, k);
-            let holdout = HoldOut::new(train, test, &degree);
+            let holdout = HoldOut::new(train, test, &degree, k);
             assert_eq!(
-                evaluate_partial(&model, &holdout, k),
+                evaluate_partial(&model, &holdout),
                 expected,
                 "case {case}"
             );

@@ -276,8 +276,8 @@ pub fn run(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<RankRepo
     let model = gather_model(comm, block, plan.holdout, &mut timings)?;
     let evaluation = match (test, &model, train_baskets) {
         (Some(test), Some(model), Some(train_baskets)) => Some(timings.time("evaluate", || {
-            let holdout = eval::HoldOut::new(train_baskets, test, &degree);
-            eval::evaluate_partial(model, &holdout, plan.k)
+            let holdout = eval::HoldOut::new(train_baskets, test, &degree, plan.k);
+            eval::evaluate_partial(model, &holdout)
         })),
         _ => None,
     };

@@ -92,11 +92,11 @@ pub fn tune(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Option<
 
         comm.bound_messages(plan.max_model_message_bytes(n_items));
         let evaluate = Phase::start("gather/evaluate");
-        let holdout = eval::HoldOut::new(train_baskets, test, &degree);
+        let holdout = eval::HoldOut::new(train_baskets, test, &degree, plan.k);
         for (block, &c) in blocks.into_iter().zip(&mine) {
             let model = gather_model(comm, block, true, &mut Timings::default())?
                 .ok_or_else(|| anyhow::anyhow!("the model was not all-gathered (a bug)"))?;
-            partials[c] = Some(eval::evaluate_partial(&model, &holdout, plan.k));
+            partials[c] = Some(eval::evaluate_partial(&model, &holdout));
         }
         timings.finish(evaluate);
     }
