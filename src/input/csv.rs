@@ -66,9 +66,9 @@ fn parse_time_with(field: &[u8], days: &mut Days) -> Option<i64> {
 /// order usually share it, and two compares of its bytes replace reading the digits.
 pub(crate) struct Days {
     slots: Vec<(u32, i64)>,
-    /// The last field of the plain shape, zero-padded to 20 bytes (no field is all zeros),
-    /// and its value.
-    last: ([u8; 20], i64),
+    /// The last field of the plain shape, as [`parse_time_plain`] reads it in words (no
+    /// field is all zeros), and its value.
+    last: ([u64; 3], i64),
 }
 
 impl Days {
@@ -79,7 +79,7 @@ impl Days {
     pub(crate) fn new() -> Days {
         Days {
             slots: vec![(Self::EMPTY, 0); Self::SLOTS],
-            last: ([0; 20], 0),
+            last: ([0; 3], 0),
         }
     }
 }
@@ -117,8 +117,10 @@ fn parse_time_plain(f: &[u8], days: Option<&mut Days>) -> Option<i64> {
     {
         return None;
     }
-    let mut field = [0u8; 20];
-    field[..f.len()].copy_from_slice(f);
+    // Bytes 0..19 (all but an optional `Z`, which changes nothing) as three words read in
+    // place: compared without first copying the field.
+    let word = |a: usize| u64::from_le_bytes(f[a..a + 8].try_into().expect("eight bytes"));
+    let field = [word(0), word(8), word(11)];
     if let Some(days) = &days {
         if days.last.0 == field {
             return Some(days.last.1);
