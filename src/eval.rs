@@ -373,8 +373,7 @@ fn user_block(
                     .filter(|&j| !bought_now[j as usize])
                     .take(k),
             );
-            let (hit, recall, ndcg) =
-                metrics(base.iter().copied(), &out.held[start..], discounts);
+            let (hit, recall, ndcg) = metrics(base.iter().copied(), &out.held[start..], discounts);
             let b = &mut out.baseline;
             b.users += 1;
             for (sum, v) in b.sums[3..].iter_mut().zip([hit, recall, ndcg]) {
@@ -634,11 +633,7 @@ mod tests {
             let degree: Vec<u32> = (0..n).map(|_| below(5)).collect();
             let expected = reference(&model, &train, &test, &degree, k);
             let holdout = HoldOut::new(train, test, &degree, k);
-            assert_eq!(
-                evaluate_partial(&model, &holdout),
-                expected,
-                "case {case}"
-            );
+            assert_eq!(evaluate_partial(&model, &holdout), expected, "case {case}");
         }
     }
 
