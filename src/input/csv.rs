@@ -126,13 +126,17 @@ fn parse_time_plain(f: &[u8], days: Option<&mut Days>) -> Option<i64> {
             return Some(days.last.1);
         }
     }
-    let num = |a: usize, n: usize| -> Option<u32> {
-        f[a..a + n].iter().try_fold(0u32, |v, &b| {
-            b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0'))
-        })
-    };
-    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    let (h, mi, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    // The digits' values, a byte each, from the same words (`YYYY-MM-`, `DDTHH:MM`,
+    // `HH:MM:SS`), all fourteen checked at once.
+    let (v0, v1, v2) = (
+        digit_values(field[0], 0x00FF_FF00_FFFF_FFFF)?,
+        digit_values(field[1], 0xFFFF_00FF_FF00_FFFF)?,
+        digit_values(field[2], 0xFFFF_00FF_FF00_FFFF)?,
+    );
+    let at = |v: u64, i: u32| (v >> (8 * i)) as u32 & 0xFF;
+    let two = |v: u64, i: u32| at(v, i) * 10 + at(v, i + 1);
+    let (y, mo, d) = (two(v0, 0) * 100 + two(v0, 2), two(v0, 5), two(v1, 0));
+    let (h, mi, sec) = (two(v1, 3), two(v1, 6), two(v2, 6));
     // chrono's `and_hms_opt` bounds (a leap second goes to the general parsers).
     if h >= 24 || mi >= 60 || sec >= 60 {
         return None;
@@ -155,6 +159,19 @@ fn parse_time_plain(f: &[u8], days: Option<&mut Days>) -> Option<i64> {
         }
         None => midnight(y, mo, d)? + since_midnight,
     })
+}
+
+/// The bytes of `word` under `mask` (0xFF where a digit belongs), each as its digit's value
+/// (0 elsewhere), or `None` if one of them is not an ASCII digit.
+#[inline(always)]
+fn digit_values(word: u64, mask: u64) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const SIX: u64 = 0x0606_0606_0606_0606;
+    // '0' where no digit belongs; then a digit is a byte 0x30..=0x39: high nibble 3, and
+    // still 3 after adding 6 (no byte carries: each is at most 0x3F by then).
+    let x = (word & mask) | (ZEROS & !mask);
+    (x & HIGH == ZEROS && x.wrapping_add(SIX) & HIGH == ZEROS).then(|| x - ZEROS)
 }
 
 /// The separators an orders header may use, in the order they are tried: comma (CSV),
@@ -493,6 +510,23 @@ mod unit {
                     let got: Vec<usize> = Separators::new(&buf, delim).collect();
                     assert_eq!(got, want, "{buf:?} with {:?}", delim as char);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_non_digit_anywhere_in_the_plain_shape_is_left_to_the_general_parsers() {
+        let good = b"2024-02-29T10:20:30Z";
+        assert_eq!(parse_time_plain(good, None), parse_time_general(good));
+        for at in (0..19).filter(|p| ![4, 7, 10, 13, 16].contains(p)) {
+            for b in [
+                b'/', b':', b' ', b'+', b'a', b'A', 0x00, 0x3F, 0x40, 0x80, 0xB0, 0xFF,
+            ] {
+                let mut f = *good;
+                f[at] = b;
+                assert_eq!(parse_time_plain(&f, None), None, "{at} {b:#x}");
+                assert_eq!(parse_time_plain(&f, Some(&mut Days::new())), None);
+                assert_eq!(parse_time(&f), parse_time_general(&f), "{at} {b:#x}");
             }
         }
     }
