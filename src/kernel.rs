@@ -480,7 +480,18 @@ impl CoocIndex {
                 let (s, cands, ws) = &mut *s.borrow_mut();
                 match &self.weighted {
                     None => row_top_k_many(self, &scorers, k, i, s, cands),
-                    Some(w) => row_top_k_weighted(self, w, sims, k, i, s, ws),
+                    Some(w) => {
+                        let WeightedScratch {
+                            wsum,
+                            wsum32,
+                            cands,
+                        } = ws;
+                        if w.degree[i] <= u32::MAX as u64 {
+                            row_top_k_weighted(self, w, sims, k, i, s, wsum32, cands)
+                        } else {
+                            row_top_k_weighted(self, w, sims, k, i, s, wsum, cands)
+                        }
+                    }
                 }
             })
             .collect();
@@ -534,32 +545,11 @@ fn row_top_k_many(
 }
 
 /// Row `i` of a decayed index under every scoring of `sims`: shared baskets counted (for
-/// `--min-support`) and weighted (for the score) in one pass. Scores take the weighted
-/// sums in units of one basket: the integer sums divided by [`WEIGHT_ONE`], exact in f64.
-fn row_top_k_weighted(
-    idx: &CoocIndex,
-    w: &Weighted,
-    sims: &[Scoring],
-    k: usize,
-    i: usize,
-    s: &mut Scratch,
-    ws: &mut WeightedScratch,
-) -> Vec<Vec<(f64, u32)>> {
-    let WeightedScratch {
-        wsum,
-        wsum32,
-        cands,
-    } = ws;
-    if w.degree[i] <= u32::MAX as u64 {
-        row_weighted(idx, w, sims, k, i, s, wsum32, cands)
-    } else {
-        row_weighted(idx, w, sims, k, i, s, wsum, cands)
-    }
-}
-
-/// [`row_top_k_weighted`] with the row's sums in `wsum` (all zero, and left so).
+/// `--min-support`) and weighted (for the score) in one pass, into `wsum` (all zero, and
+/// left so; see [`WeightSum`] for its width). Scores take the weighted sums in units of one
+/// basket: the integer sums divided by [`WEIGHT_ONE`], exact in f64.
 #[allow(clippy::too_many_arguments)]
-fn row_weighted<T: WeightSum>(
+fn row_top_k_weighted<T: WeightSum>(
     idx: &CoocIndex,
     w: &Weighted,
     sims: &[Scoring],
