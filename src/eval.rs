@@ -203,7 +203,7 @@ pub struct HoldOut {
     label_of: Vec<u32>,
 }
 
-/// The customers one thread of [`HoldOut::new`] went through: whom it evaluates, their
+/// One block of consecutive customers of [`HoldOut::new`]: whom it evaluates, their
 /// held-out items (`held`, `held_len` per customer) and the baseline's sums over them.
 struct UserBlock {
     users: Vec<u32>,
