@@ -197,35 +197,12 @@ struct WeightedScratch {
     cands: Vec<(u32, u32, f64)>,
 }
 
-/// A row's weighted-sum counter. A pair's shared weight is at most the row item's weighted
-/// degree, so where that fits in 32 bits every counter of the row does: half the scratch to
-/// keep in cache, and the same integers.
-trait WeightSum: Copy + Default + PartialEq + std::ops::AddAssign {
-    fn of(weight: u32) -> Self;
-    fn get(self) -> f64;
-}
+/// A row's weighted-sum counter, `u32` or `u64`. A pair's shared weight is at most the row
+/// item's weighted degree, so where that fits in 32 bits every counter of the row does:
+/// half the scratch to keep in cache, and the same integers.
+trait WeightSum: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into<u64> {}
 
-impl WeightSum for u32 {
-    #[inline(always)]
-    fn of(weight: u32) -> u32 {
-        weight
-    }
-    #[inline(always)]
-    fn get(self) -> f64 {
-        self as f64
-    }
-}
-
-impl WeightSum for u64 {
-    #[inline(always)]
-    fn of(weight: u32) -> u64 {
-        weight as u64
-    }
-    #[inline(always)]
-    fn get(self) -> f64 {
-        self as f64
-    }
-}
+impl<T: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into<u64>> WeightSum for T {}
 
 /// Per-thread scratch: dense counters and the list of touched items.
 struct Scratch {
@@ -449,6 +426,7 @@ impl CoocIndex {
     pub fn top_k_many(&self, sims: &[Scoring], k: usize, rows: Range<usize>) -> Vec<TopK> {
         let n_items = self.n_items();
         let scorers: Vec<Scorer> = sims.iter().map(|&s| Scorer::new(s, &self.degree)).collect();
+        let weighted_items = if self.weighted.is_some() { n_items } else { 0 };
         let scratch = thread_local::ThreadLocal::new();
         let per_row: Vec<Vec<Vec<(f64, u32)>>> = rows
             .into_par_iter()
@@ -463,16 +441,8 @@ impl CoocIndex {
                         },
                         Vec::new(),
                         WeightedScratch {
-                            wsum: if self.weighted.is_some() {
-                                vec![0u64; n_items]
-                            } else {
-                                Vec::new()
-                            },
-                            wsum32: if self.weighted.is_some() {
-                                vec![0u32; n_items]
-                            } else {
-                                Vec::new()
-                            },
+                            wsum: vec![0; weighted_items],
+                            wsum32: vec![0; weighted_items],
                             cands: Vec::new(),
                         },
                     ))
@@ -572,7 +542,7 @@ fn row_top_k_weighted<T: WeightSum>(
     for (t, &p) in ps.iter().enumerate() {
         prefetch_basket(data, ps, t);
         let p = p as usize;
-        let (len, weight) = (data[p] as usize, T::of(data[p + 1]));
+        let (len, weight) = (data[p] as usize, T::from(data[p + 1]));
         let items = &data[p + 2..p + 2 + len];
         if support_needed {
             for &j in items {
@@ -603,7 +573,7 @@ fn row_top_k_weighted<T: WeightSum>(
             1
         };
         let wc = std::mem::take(&mut wsum[j as usize]);
-        (j as usize != i).then_some((j, c, wc.get() / one))
+        (j as usize != i).then_some((j, c, wc.into() as f64 / one))
     };
     let heap = &mut s.heap;
     if let [sim] = sims {

@@ -63,7 +63,7 @@ fn parse_time_with(field: &[u8], days: &mut Days) -> Option<i64> {
 /// Midnight (UTC, µs) of dates already seen, direct-mapped by `YYYYMMDD`: a chunk's rows
 /// span a few hundred dates, so chrono checks and converts each date about once per chunk
 /// rather than once per row. And the last timestamp read, with its value: the lines of one
-/// order usually share it, and two compares of its bytes replace reading the digits.
+/// order usually share it, and comparing three words replaces reading the digits.
 pub(crate) struct Days {
     slots: Vec<(u32, i64)>,
     /// The last field of the plain shape, as [`parse_time_plain`] reads it in words (no
