@@ -46,6 +46,7 @@ struct Scratch {
     /// sized to the catalogue (each item enters once) so an item is appended without a
     /// branch on whether it is new.
     touched: Vec<u32>,
+    /// The best K so far, best first (K slots, filled from the front).
     cand: Vec<(f64, u32)>,
 }
 
@@ -98,7 +99,14 @@ fn metrics(
 
 /// One metric value in [0, 1] as a 2^-64 fixed-point integer: sums of these are exact.
 fn fixed(x: f64) -> u128 {
-    (x * FIXED_ONE).round() as u128
+    let y = (x * FIXED_ONE).round();
+    // Below 2^64 (every x below 1) through u64: the same integer, converted in a few
+    // instructions where f64 to u128 is a library call (three per customer and model).
+    if y < FIXED_ONE {
+        y as u64 as u128
+    } else {
+        y as u128
+    }
 }
 
 const FIXED_ONE: f64 = 18_446_744_073_709_551_616.0; // 2^64
@@ -424,7 +432,7 @@ pub fn evaluate_partial(model: &TopK, holdout: &HoldOut) -> EvalPartial {
                     Scratch {
                         acc: vec![0.0; n_items],
                         touched: vec![0; n_items],
-                        cand: Vec::with_capacity(k + 1),
+                        cand: vec![(0.0, 0); k],
                     },
                     EvalPartial::empty(n_items),
                 )
@@ -508,26 +516,33 @@ fn evaluate_one(
         s.acc[i as usize] = 0.0;
     }
     // The best k, kept sorted best first (score descending, then item id ascending) by
-    // insertion: a customer has tens of candidates, and most fail the first compare.
+    // insertion into a fixed array: a customer has tens of candidates, and most fail the
+    // first compare. (Shifting in place, not `Vec::insert` and `pop`, which call memmove.)
     let better = |a: &(f64, u32), b: &(f64, u32)| {
         a.0 > b.0 || (a.0 == b.0 && item_of[a.1 as usize] < item_of[b.1 as usize])
     };
-    s.cand.clear();
+    let cand = &mut s.cand[..k];
+    let mut n_cand = 0;
     for &j in &s.touched[..n_touched] {
         let c = (std::mem::take(&mut s.acc[j as usize]), j);
-        if s.cand.len() == k {
-            if !better(&c, &s.cand[k - 1]) {
+        // Where `c` goes if it is better than what is there: the last place once k are
+        // kept (its holder drops out), else the next free one.
+        let mut at = if n_cand == k {
+            if !better(&c, &cand[k - 1]) {
                 continue;
             }
-            s.cand.pop();
-        }
-        let mut at = s.cand.len();
-        while at > 0 && better(&c, &s.cand[at - 1]) {
+            k - 1
+        } else {
+            n_cand += 1;
+            n_cand - 1
+        };
+        while at > 0 && better(&c, &cand[at - 1]) {
+            cand[at] = cand[at - 1];
             at -= 1;
         }
-        s.cand.insert(at, c);
+        cand[at] = c;
     }
-    let recs = s.cand.iter().map(|c| c.1);
+    let recs = cand[..n_cand].iter().map(|c| c.1);
     let (hit, recall, ndcg) = metrics(recs.clone(), held, discounts);
     for (sum, v) in out.sums.iter_mut().zip([hit, recall, ndcg]) {
         *sum += fixed(v);
