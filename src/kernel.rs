@@ -448,7 +448,7 @@ impl CoocIndex {
                             touched: vec![0; n_items + 1],
                             heap: std::collections::BinaryHeap::with_capacity(k + 1),
                         },
-                        Vec::new(),
+                        CountGroups::new(),
                         WeightedScratch {
                             wsum: vec![0; weighted_items],
                             wsum32: vec![0; weighted_items],
@@ -456,9 +456,9 @@ impl CoocIndex {
                         },
                     ))
                 });
-                let (s, cands, ws) = &mut *s.borrow_mut();
+                let (s, groups, ws) = &mut *s.borrow_mut();
                 match &self.weighted {
-                    None => row_top_k_many(self, &scorers, k, i, s, cands),
+                    None => row_top_k_many(self, &scorers, k, i, s, groups),
                     Some(w) => {
                         let WeightedScratch {
                             wsum,
@@ -509,17 +509,12 @@ fn row_top_k_many(
     k: usize,
     i: usize,
     s: &mut Scratch,
-    cands: &mut Vec<(u32, u32)>,
+    groups: &mut CountGroups,
 ) -> Vec<Vec<(f64, u32)>> {
     let n_touched = count_row(idx, i, s);
-    cands.clear();
-    cands.extend(
-        s.touched[..n_touched]
-            .iter()
-            .map(|&j| (j, std::mem::take(&mut s.counts[j as usize]))),
-    );
+    groups.fill(&s.touched[..n_touched], &mut s.counts);
     sims.iter()
-        .map(|sim| select_top_k(sim, k, i, &idx.degree, &mut s.heap, cands.iter().copied()))
+        .map(|sim| select_top_k_grouped(sim, k, i, &idx.degree, &mut s.heap, groups))
         .collect()
 }
 
@@ -713,20 +708,138 @@ pub fn select_top_k(
     heap: &mut std::collections::BinaryHeap<Worst>,
     candidates: impl Iterator<Item = (u32, u32)>,
 ) -> Vec<(f64, u32)> {
-    let c_ii = degree[i];
-    heap.clear();
-    // While the heap holds k, a candidate needs c >= c_min to possibly qualify: with C_jj
-    // >= c, `below(c, c_ii, c, tau)` is `c < t` for the `t` below, and for an integer c that
-    // is exactly `c < ceil(t)`. One integer compare rejects most candidates.
-    // Below `--min-support` a pair is never a neighbour: the floor starts there.
-    let support = sim.scoring.min_support.max(1);
-    let mut c_min = support;
-    // LLR's absolute slack for "clearly below tau": far above the rounding of nine terms of
-    // magnitude up to N ln N.
-    let llr_slack = 1e-11 * (xlnx(sim.scoring.n_baskets as f64) + 1.0);
-    // Lift and inclusion can be high for any c (a pair of rare items), so only the
-    // measures that grow with c given c_jj >= c have a floor above the support.
-    let floor = |tau: f64, c_min: u32| -> u32 {
+    let mut sel = Selector::new(sim, k, i, degree, heap);
+    for (j, c) in candidates {
+        sel.offer(j, c);
+    }
+    sel.finish()
+}
+
+/// [`select_top_k`] over a row's candidates grouped by shared count, highest counts first:
+/// once the floor on the count passes a group's largest count, that group and every later
+/// one are skipped unread. Most candidates share one or two baskets with the row, and for
+/// the measures with a floor (cosine, Jaccard, count, LLR) a popular row's floor passes
+/// those counts early: the long tail is never scanned.
+fn select_top_k_grouped(
+    sim: &Scorer,
+    k: usize,
+    i: usize,
+    degree: &[u32],
+    heap: &mut std::collections::BinaryHeap<Worst>,
+    groups: &CountGroups,
+) -> Vec<(f64, u32)> {
+    let mut sel = Selector::new(sim, k, i, degree, heap);
+    for (max_c, group) in groups.iter() {
+        if max_c < sel.c_min {
+            break;
+        }
+        for &(j, c) in group {
+            sel.offer(j, c);
+        }
+    }
+    sel.finish()
+}
+
+/// A row's candidates `(j, C_ij)` by shared count: group 0 holds the counts of at least
+/// [`COUNT_GROUPS`], group `g > 0` exactly `COUNT_GROUPS - g`.
+struct CountGroups {
+    groups: [Vec<(u32, u32)>; COUNT_GROUPS as usize],
+}
+
+/// Groups of [`CountGroups`]: counts 1, 2, 3 each alone, the rest together.
+const COUNT_GROUPS: u32 = 4;
+
+impl CountGroups {
+    fn new() -> CountGroups {
+        CountGroups {
+            groups: std::array::from_fn(|_| Vec::new()),
+        }
+    }
+
+    /// Takes the counts of the `touched` items (each at least 1), leaving them 0.
+    fn fill(&mut self, touched: &[u32], counts: &mut [u32]) {
+        for g in &mut self.groups {
+            g.clear();
+        }
+        for &j in touched {
+            let c = std::mem::take(&mut counts[j as usize]);
+            self.groups[COUNT_GROUPS.saturating_sub(c) as usize].push((j, c));
+        }
+    }
+
+    /// Each group with its largest count, highest counts first.
+    fn iter(&self) -> impl Iterator<Item = (u32, &[(u32, u32)])> {
+        self.groups.iter().enumerate().map(|(g, v)| {
+            let max_c = if g == 0 {
+                u32::MAX
+            } else {
+                COUNT_GROUPS - g as u32
+            };
+            (max_c, v.as_slice())
+        })
+    }
+}
+
+/// One row's selection in progress: the best `k` offered so far in a bounded heap, and the
+/// least count a candidate needs to possibly join them.
+struct Selector<'a> {
+    sim: &'a Scorer,
+    k: usize,
+    i: usize,
+    c_ii: u32,
+    degree: &'a [u32],
+    heap: &'a mut std::collections::BinaryHeap<Worst>,
+    /// `--min-support`, at least 1.
+    support: u32,
+    /// While the heap holds k, a candidate needs c >= c_min to possibly qualify: with C_jj
+    /// >= c, `below(c, c_ii, c, tau)` is `c < t` for the `t` of [`Selector::floor`], and
+    /// for an integer c that is exactly `c < ceil(t)`. One integer compare rejects most
+    /// candidates. Below `--min-support` a pair is never a neighbour: the floor starts
+    /// there.
+    c_min: u32,
+    /// LLR's absolute slack for "clearly below tau": far above the rounding of nine terms
+    /// of magnitude up to N ln N.
+    llr_slack: f64,
+    is_llr: bool,
+    /// LLR: per small count c, the least partner degree C_jj seen scoring clearly below the
+    /// threshold. G² falls as C_jj grows from c to independence (as `floor` uses), and past
+    /// independence a pair scores 0, so a later candidate with the same c and a degree at
+    /// least that one is below the (only rising) threshold too: one compare, not a score.
+    /// "Clearly": by `llr_slack`, far above rounding, so a score rounded up never makes a
+    /// rejected degree qualify.
+    llr_below: [u32; LLR_MEMO],
+}
+
+impl<'a> Selector<'a> {
+    fn new(
+        sim: &'a Scorer,
+        k: usize,
+        i: usize,
+        degree: &'a [u32],
+        heap: &'a mut std::collections::BinaryHeap<Worst>,
+    ) -> Selector<'a> {
+        heap.clear();
+        let support = sim.scoring.min_support.max(1);
+        Selector {
+            sim,
+            k,
+            i,
+            c_ii: degree[i],
+            degree,
+            heap,
+            support,
+            c_min: support,
+            llr_slack: 1e-11 * (xlnx(sim.scoring.n_baskets as f64) + 1.0),
+            is_llr: sim.scoring.sim == Similarity::Llr,
+            llr_below: [u32::MAX; LLR_MEMO],
+        }
+    }
+
+    /// The least count at which a candidate can reach `tau` (see `c_min`). Lift and
+    /// inclusion can be high for any c (a pair of rare items), so only the measures that
+    /// grow with c given c_jj >= c have a floor above the support.
+    fn floor(&self, tau: f64) -> u32 {
+        let (sim, c_ii, support) = (self.sim, self.c_ii, self.support);
         let t = match sim.scoring.sim {
             Similarity::Cosine => tau * tau * c_ii as f64 * SLACK,
             Similarity::Jaccard => tau * c_ii as f64 * SLACK,
@@ -738,50 +851,46 @@ pub fn select_top_k(
             // The floor is the least c with U(c) within rounding of tau: it only rises, so
             // the scan is paid once per row (within `llr_slack` of tau).
             Similarity::Llr => {
-                let mut c = c_min;
-                while c < c_ii && sim.score(c, c_ii, c) < tau - llr_slack {
+                let mut c = self.c_min;
+                while c < c_ii && sim.score(c, c_ii, c) < tau - self.llr_slack {
                     c += 1;
                 }
                 return c.max(support);
             }
         };
         (t.ceil().min(u32::MAX as f64) as u32).max(support)
-    };
-    // LLR: per small count c, the least partner degree C_jj seen scoring clearly below the
-    // threshold. G² falls as C_jj grows from c to independence (as `floor` uses), and past
-    // independence a pair scores 0, so a later candidate with the same c and a degree at
-    // least that one is below the (only rising) threshold too: one compare, not a score.
-    // "Clearly": by `floor`'s absolute slack, far above rounding, so a score rounded up
-    // never makes a rejected degree qualify.
-    let is_llr = sim.scoring.sim == Similarity::Llr;
-    let mut llr_below = [u32::MAX; LLR_MEMO];
-    for (j, c) in candidates {
-        if c < c_min || j as usize == i {
-            continue;
+    }
+
+    /// Offers candidate `j` with `c` shared baskets.
+    #[inline(always)]
+    fn offer(&mut self, j: u32, c: u32) {
+        if c < self.c_min || j as usize == self.i {
+            return;
         }
-        let c_jj = degree[j as usize];
-        if heap.len() == k {
-            let tau = heap.peek().map_or(0.0, |w| w.0 .0);
-            let score = if is_llr {
-                let memo = llr_below.get_mut(c as usize);
+        let (sim, c_ii, k) = (self.sim, self.c_ii, self.k);
+        let c_jj = self.degree[j as usize];
+        if self.heap.len() == k {
+            let tau = self.heap.peek().map_or(0.0, |w| w.0 .0);
+            let score = if self.is_llr {
+                let memo = self.llr_below.get_mut(c as usize);
                 if memo.as_ref().is_some_and(|m| c_jj >= **m) {
-                    continue;
+                    return;
                 }
                 let score = sim.score(c, c_ii, c_jj);
-                if score < tau - llr_slack {
+                if score < tau - self.llr_slack {
                     if let Some(m) = memo {
                         *m = (*m).min(c_jj);
                     }
-                    continue;
+                    return;
                 }
                 score
             } else if below(sim, c, c_ii, c_jj, tau) {
-                continue;
+                return;
             } else {
                 sim.score(c, c_ii, c_jj)
             };
             let cand = (score, j);
-            if let Some(mut worst) = heap.peek_mut() {
+            if let Some(mut worst) = self.heap.peek_mut() {
                 if better(&cand, &worst.0) == Ordering::Less {
                     *worst = Worst(cand);
                 }
@@ -790,19 +899,23 @@ pub fn select_top_k(
             let s = sim.score(c, c_ii, c_jj);
             // Only LLR scores a shared pair 0 (bought together less than chance).
             if s > 0.0 {
-                heap.push(Worst((s, j)));
+                self.heap.push(Worst((s, j)));
             }
         }
-        if heap.len() == k {
-            c_min = floor(heap.peek().map_or(0.0, |w| w.0 .0), c_min);
+        if self.heap.len() == k {
+            self.c_min = self.floor(self.heap.peek().map_or(0.0, |w| w.0 .0));
         }
     }
-    // Ascending in `Worst` order is best first.
-    std::mem::take(heap)
-        .into_sorted_vec()
-        .into_iter()
-        .map(|w| w.0)
-        .collect()
+
+    /// The kept candidates, best first.
+    fn finish(self) -> Vec<(f64, u32)> {
+        // Ascending in `Worst` order is best first.
+        std::mem::take(self.heap)
+            .into_sorted_vec()
+            .into_iter()
+            .map(|w| w.0)
+            .collect()
+    }
 }
 
 /// True when the score of (c, a, b) is certainly strictly below `tau`, decided without a
