@@ -733,9 +733,7 @@ fn select_top_k_grouped(
         if max_c < sel.c_min {
             break;
         }
-        for &(j, c) in group {
-            sel.offer(j, c);
-        }
+        sel.scan(group);
     }
     sel.finish()
 }
@@ -904,6 +902,62 @@ impl<'a> Selector<'a> {
         }
         if self.heap.len() == k {
             self.c_min = self.floor(self.heap.peek().map_or(0.0, |w| w.0 .0));
+        }
+    }
+
+    /// Offers every candidate of `cands`. Once the heap is full, the candidates certainly
+    /// below its worst are skipped by a tight test made for the measure (its constants
+    /// worked out once per change of the threshold, not per candidate); only the others
+    /// are offered. The tests reorder [`below`]'s products, which moves their rounding by
+    /// about 1e-16 relative, far inside [`SLACK`]: what they skip, `below` would too, so
+    /// the result is the same.
+    fn scan(&mut self, cands: &[(u32, u32)]) {
+        let mut rest = cands;
+        while self.heap.len() < self.k || self.is_llr {
+            let Some((&(j, c), tail)) = rest.split_first() else {
+                return;
+            };
+            self.offer(j, c);
+            rest = tail;
+        }
+        let degree = self.degree;
+        let a = self.c_ii as f64;
+        let n = self.sim.scoring.n_baskets as f64;
+        loop {
+            let tau = self.heap.peek().map_or(0.0, |w| w.0 .0);
+            let c_min = self.c_min;
+            let b = |j: u32| degree[j as usize] as f64;
+            let next = match self.sim.scoring.sim {
+                Similarity::Cosine => {
+                    let t = tau * tau * a * SLACK;
+                    rest.iter()
+                        .position(|&(j, c)| c >= c_min && (c as f64) * (c as f64) >= t * b(j))
+                }
+                Similarity::Jaccard => {
+                    let t = tau * SLACK;
+                    rest.iter().position(|&(j, c)| {
+                        let c = c as f64;
+                        c >= c_min as f64 && c >= t * (a + b(j) - c)
+                    })
+                }
+                Similarity::Count | Similarity::Llr => rest.iter().position(|&(_, c)| c >= c_min),
+                Similarity::Lift => {
+                    let t = tau * a * SLACK;
+                    rest.iter()
+                        .position(|&(j, c)| c >= c_min && (c as f64) * n >= t * b(j))
+                }
+                Similarity::Inclusion => {
+                    let t = tau * SLACK;
+                    rest.iter()
+                        .position(|&(j, c)| c >= c_min && c as f64 >= t * a.min(b(j)))
+                }
+            };
+            let Some(at) = next else {
+                return;
+            };
+            let (j, c) = rest[at];
+            self.offer(j, c);
+            rest = &rest[at + 1..];
         }
     }
 
