@@ -709,9 +709,7 @@ pub fn select_top_k(
     candidates: impl Iterator<Item = (u32, u32)>,
 ) -> Vec<(f64, u32)> {
     let mut sel = Selector::new(sim, k, i, degree, heap);
-    for (j, c) in candidates {
-        sel.offer(j, c);
-    }
+    sel.scan(candidates);
     sel.finish()
 }
 
@@ -733,7 +731,7 @@ fn select_top_k_grouped(
         if max_c < sel.c_min {
             break;
         }
-        sel.scan(group);
+        sel.scan(group.iter().copied());
     }
     sel.finish()
 }
@@ -911,14 +909,12 @@ impl<'a> Selector<'a> {
     /// are offered. The tests reorder [`below`]'s products, which moves their rounding by
     /// about 1e-16 relative, far inside [`SLACK`]: what they skip, `below` would too, so
     /// the result is the same.
-    fn scan(&mut self, cands: &[(u32, u32)]) {
-        let mut rest = cands;
+    fn scan(&mut self, mut cands: impl Iterator<Item = (u32, u32)>) {
         while self.heap.len() < self.k || self.is_llr {
-            let Some((&(j, c), tail)) = rest.split_first() else {
+            let Some((j, c)) = cands.next() else {
                 return;
             };
             self.offer(j, c);
-            rest = tail;
         }
         let degree = self.degree;
         let a = self.c_ii as f64;
@@ -930,34 +926,29 @@ impl<'a> Selector<'a> {
             let next = match self.sim.scoring.sim {
                 Similarity::Cosine => {
                     let t = tau * tau * a * SLACK;
-                    rest.iter()
-                        .position(|&(j, c)| c >= c_min && (c as f64) * (c as f64) >= t * b(j))
+                    cands.find(|&(j, c)| c >= c_min && (c as f64) * (c as f64) >= t * b(j))
                 }
                 Similarity::Jaccard => {
                     let t = tau * SLACK;
-                    rest.iter().position(|&(j, c)| {
+                    cands.find(|&(j, c)| {
                         let c = c as f64;
                         c >= c_min as f64 && c >= t * (a + b(j) - c)
                     })
                 }
-                Similarity::Count | Similarity::Llr => rest.iter().position(|&(_, c)| c >= c_min),
+                Similarity::Count | Similarity::Llr => cands.find(|&(_, c)| c >= c_min),
                 Similarity::Lift => {
                     let t = tau * a * SLACK;
-                    rest.iter()
-                        .position(|&(j, c)| c >= c_min && (c as f64) * n >= t * b(j))
+                    cands.find(|&(j, c)| c >= c_min && (c as f64) * n >= t * b(j))
                 }
                 Similarity::Inclusion => {
                     let t = tau * SLACK;
-                    rest.iter()
-                        .position(|&(j, c)| c >= c_min && c as f64 >= t * a.min(b(j)))
+                    cands.find(|&(j, c)| c >= c_min && c as f64 >= t * a.min(b(j)))
                 }
             };
-            let Some(at) = next else {
+            let Some((j, c)) = next else {
                 return;
             };
-            let (j, c) = rest[at];
             self.offer(j, c);
-            rest = &rest[at + 1..];
         }
     }
 
