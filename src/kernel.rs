@@ -607,21 +607,14 @@ fn select_weighted(
     // As `select_top_k`'s `c_min`: while the heap holds k, a candidate's weighted sum must
     // reach this floor to possibly qualify (one compare, no load of w_j).
     let mut w_min = 0.0f64;
-    for (j, c, wc) in cands {
-        if c < support || wc < w_min {
-            continue;
-        }
-        let w_j = in_baskets(w.degree[j as usize]);
-        if heap.len() == k {
-            let tau = heap.peek().map_or(0.0, |w| w.0 .0);
-            if below_weighted(sim, wc, w_i, w_j, n, tau) {
-                continue;
-            }
-        }
-        let score = sim.sim.score(wc, w_i, w_j, n);
+    let mut cands = cands.filter(|&(_, c, _)| c >= support);
+    let w_of = |j: u32| in_baskets(w.degree[j as usize]);
+    // Offers one candidate: scored, kept if positive and among the best k.
+    let offer = |heap: &mut std::collections::BinaryHeap<Worst>, j: u32, wc: f64| {
+        let score = sim.sim.score(wc, w_i, w_of(j), n);
         // Baskets of weight 0 can leave 0/0: only a positive score is a neighbour.
         if score.is_nan() || score <= 0.0 {
-            continue;
+            return;
         }
         let cand = (score, j);
         if heap.len() < k {
@@ -631,9 +624,41 @@ fn select_weighted(
                 *worst = Worst(cand);
             }
         }
-        if heap.len() == k {
-            w_min = floor_weighted(sim, heap.peek().map_or(0.0, |w| w.0 .0), w_i);
-        }
+    };
+    while heap.len() < k {
+        let Some((j, _, wc)) = cands.next() else {
+            break;
+        };
+        offer(heap, j, wc);
+    }
+    // The heap is full (or the candidates ran out): as in `Selector::scan`, the ones
+    // certainly below the worst kept are passed over by a tight test per measure, its
+    // constants set once per threshold (each score's comparison without a square root or
+    // division, with `SLACK` for rounding).
+    while heap.len() == k {
+        let tau = heap.peek().map_or(0.0, |w| w.0 .0);
+        w_min = w_min.max(floor_weighted(sim, tau, w_i));
+        let t = tau * SLACK;
+        let next = match sim.sim {
+            Similarity::Cosine => {
+                let t = t * tau * w_i;
+                cands.find(|&(j, _, wc)| wc >= w_min && wc * wc >= t * w_of(j))
+            }
+            Similarity::Jaccard => {
+                cands.find(|&(j, _, wc)| wc >= w_min && wc >= t * (w_i + w_of(j) - wc))
+            }
+            Similarity::Count => cands.find(|&(_, _, wc)| wc >= w_min),
+            Similarity::Lift => {
+                let t = t * w_i;
+                cands.find(|&(j, _, wc)| wc * n >= t * w_of(j))
+            }
+            Similarity::Inclusion => cands.find(|&(j, _, wc)| wc >= t * w_i.min(w_of(j))),
+            Similarity::Llr => cands.next(),
+        };
+        let Some((j, _, wc)) = next else {
+            break;
+        };
+        offer(heap, j, wc);
     }
     std::mem::take(heap)
         .into_sorted_vec()
@@ -653,21 +678,6 @@ fn floor_weighted(sim: &Scoring, tau: f64, a: f64) -> f64 {
         Similarity::Jaccard => tau * a * SLACK,
         Similarity::Count => tau * SLACK,
         Similarity::Lift | Similarity::Inclusion | Similarity::Llr => 0.0,
-    }
-}
-
-/// True when the score of weighted sums (c, a, b) of N is certainly below `tau`: the
-/// measures' comparisons without a square root or division, with [`SLACK`] for rounding.
-/// LLR is left to its score.
-#[inline]
-fn below_weighted(sim: &Scoring, c: f64, a: f64, b: f64, n: f64, tau: f64) -> bool {
-    match sim.sim {
-        Similarity::Cosine => c * c < tau * tau * (a * b) * SLACK,
-        Similarity::Jaccard => c < tau * (a + b - c) * SLACK,
-        Similarity::Count => c < tau * SLACK,
-        Similarity::Lift => c * n < tau * (a * b) * SLACK,
-        Similarity::Inclusion => c < tau * a.min(b) * SLACK,
-        Similarity::Llr => false,
     }
 }
 
