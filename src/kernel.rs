@@ -797,11 +797,11 @@ struct Selector<'a> {
     heap: &'a mut std::collections::BinaryHeap<Worst>,
     /// `--min-support`, at least 1.
     support: u32,
-    /// While the heap holds k, a candidate needs c >= c_min to possibly qualify: with C_jj
-    /// >= c, `below(c, c_ii, c, tau)` is `c < t` for the `t` of [`Selector::floor`], and
-    /// for an integer c that is exactly `c < ceil(t)`. One integer compare rejects most
-    /// candidates. Below `--min-support` a pair is never a neighbour: the floor starts
-    /// there.
+    /// While the heap holds k, a candidate needs `c >= c_min` to possibly qualify: as
+    /// `C_jj >= c`, `below(c, c_ii, c, tau)` is `c < t` for the `t` of
+    /// [`Selector::floor`], and for an integer c that is exactly `c < ceil(t)`. One integer
+    /// compare rejects most candidates. Below `--min-support` a pair is never a neighbour:
+    /// the floor starts there.
     c_min: u32,
     /// LLR's absolute slack for "clearly below tau": far above the rounding of nine terms
     /// of magnitude up to N ln N.
