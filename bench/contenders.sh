@@ -6,7 +6,9 @@
 # "compute" is, for implicit, `fit()` on the customer x book CSR that pandas and scipy built
 # before it ("read + matrix"); for cooc, its count and similarity/top-K phases, which include
 # building the baskets from rows (the stricter scope). Whole process and peak RSS come from
-# /usr/bin/time -v.
+# /usr/bin/time -v. Before every run, of either tool, the CSV is read once untimed, so each
+# starts with it in the page cache (this host drops cached pages on its own between runs:
+# a read of 1 s became 5 s within three rounds).
 #
 # usage: bench/contenders.sh [SIZE] [RUNS]     (defaults: l, 3)
 set -euo pipefail
@@ -22,16 +24,18 @@ if [ ! -x bench/.venv/bin/python ]; then
 fi
 data="$WORK/data-$SIZE"
 [ -f "$data/orders.csv" ] || "$BIN" gen --size "$SIZE" --out "$data" 2>/dev/null
-cat "$data/orders.csv" >/dev/null
+warm() { cat "$data/orders.csv" >/dev/null; }
 log="$WORK/contenders-$SIZE.log"
 : >"$log"
 for r in $(seq "$RUNS"); do
+  warm
   RUST_LOG=cooc::train=info /usr/bin/time -v "$BIN" train --orders "$data/orders.csv" \
     --out "$WORK/c-$SIZE.cooc" 2>"$WORK/c.err" >/dev/null
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/c.err")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/c.err")
   ph=$(grep -o '(read [^)]*)' "$WORK/c.err" | tr -d '(),s' | awk '{print $2, $4, $6}')
   echo "cooc $wall $rss $ph" >>"$log"
+  warm
   /usr/bin/time -v bench/.venv/bin/python bench/contenders/implicit_cosine.py "$data/orders.csv" \
     --out "$WORK/implicit-$SIZE.csv" 2>"$WORK/i.err" >/dev/null
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/i.err")
