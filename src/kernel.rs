@@ -798,9 +798,9 @@ struct Selector<'a> {
     /// `--min-support`, at least 1.
     support: u32,
     /// While the heap holds k, a candidate needs `c >= c_min` to possibly qualify: as
-    /// `C_jj >= c`, `below(c, c_ii, c, tau)` is `c < t` for the `t` of
-    /// [`Selector::floor`], and for an integer c that is exactly `c < ceil(t)`. One integer
-    /// compare rejects most candidates. Below `--min-support` a pair is never a neighbour:
+    /// `C_jj >= c`, a score at partner degree c bounds it, and that bound is below the bar
+    /// exactly for `c < t`, `t` as in [`Selector::floor`]; for an integer c that is
+    /// `c < ceil(t)`. One integer compare rejects most candidates. Below `--min-support` a pair is never a neighbour:
     /// the floor starts there.
     c_min: u32,
     /// LLR's absolute slack for "clearly below tau": far above the rounding of nine terms
@@ -890,9 +890,8 @@ impl<'a> Selector<'a> {
                     return;
                 }
                 score
-            } else if below(sim, c, c_ii, c_jj, tau) {
-                return;
             } else {
+                // Past `scan`'s test: possibly at or above the bar; the full order decides.
                 sim.score(c, c_ii, c_jj)
             };
             let cand = (score, j);
@@ -916,9 +915,11 @@ impl<'a> Selector<'a> {
     /// Offers every candidate of `cands`. Once the heap is full, the candidates certainly
     /// below its worst are skipped by a tight test made for the measure (its constants
     /// worked out once per change of the threshold, not per candidate); only the others
-    /// are offered. The tests reorder [`below`]'s products, which moves their rounding by
-    /// about 1e-16 relative, far inside [`SLACK`]: what they skip, `below` would too, so
-    /// the result is the same.
+    /// are offered. Each test is its score's comparison without a square root or division
+    /// (cosine `c / sqrt(ab) < tau` as `c² < tau² a b`, all exact in f64 below 2^26
+    /// baskets), with [`SLACK`]: 1e-9 relative dwarfs f64 rounding (~1e-16), so a
+    /// candidate that could equal or beat the bar after rounding is never skipped and the
+    /// result is exact.
     fn scan(&mut self, mut cands: impl Iterator<Item = (u32, u32)>) {
         while self.heap.len() < self.k || self.is_llr {
             let Some((j, c)) = cands.next() else {
@@ -970,25 +971,6 @@ impl<'a> Selector<'a> {
             .into_iter()
             .map(|w| w.0)
             .collect()
-    }
-}
-
-/// True when the score of (c, a, b) is certainly strictly below `tau`, decided without a
-/// square root or division. Both measures grow with `b` falling, so a `b` below the true
-/// `C_jj` gives an upper bound: `below` stays sound for it. The 1e-9 slack dwarfs f64 rounding (~1e-16), so a candidate
-/// that could equal or beat `tau` after rounding is never skipped: the result is exact.
-#[inline]
-fn below(sim: &Scorer, c: u32, a: u32, b: u32, tau: f64) -> bool {
-    let (cu, au, bu) = (c, a, b);
-    let (c, a, b) = (c as f64, a as f64, b as f64);
-    match sim.scoring.sim {
-        // c / sqrt(ab) < tau  <=>  c^2 < tau^2 ab   (all exact in f64 below 2^26 baskets)
-        Similarity::Cosine => c * c < tau * tau * (a * b) * SLACK,
-        Similarity::Jaccard => c < tau * (a + b - c) * SLACK,
-        Similarity::Count => c < tau * SLACK,
-        Similarity::Lift => c * (sim.scoring.n_baskets as f64) < tau * (a * b) * SLACK,
-        Similarity::Inclusion => c < tau * a.min(b) * SLACK,
-        Similarity::Llr => sim.score(cu, au, bu) < tau,
     }
 }
 
