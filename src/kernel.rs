@@ -204,9 +204,19 @@ trait WeightSum: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + 
 
 impl<T: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into<u64>> WeightSum for T {}
 
+/// A row's shared-basket counter, `u16` or `u32`. A pair's count is at most the row item's
+/// degree, so where that fits in 16 bits every counter of the row does: half the scratch to
+/// keep in the closest cache (the rows of all but the few most popular items), and the
+/// same integers.
+trait RowCount: Copy + Default + PartialEq + std::ops::AddAssign + From<u8> + Into<u32> {}
+
+impl<T: Copy + Default + PartialEq + std::ops::AddAssign + From<u8> + Into<u32>> RowCount for T {}
+
 /// Per-thread scratch: dense counters and the list of touched items.
 struct Scratch {
     counts: Vec<u32>,
+    /// The same in 16 bits, for the rows whose degree fits (see [`RowCount`]).
+    counts16: Vec<u16>,
     touched: Vec<u32>,
     heap: std::collections::BinaryHeap<Worst>,
 }
@@ -419,6 +429,7 @@ impl CoocIndex {
                 let s = scratch.get_or(|| {
                     RefCell::new(Scratch {
                         counts: vec![0; n_items],
+                        counts16: vec![0; n_items],
                         touched: vec![0; n_items + 1],
                         heap: std::collections::BinaryHeap::with_capacity(k + 1),
                     })
@@ -445,6 +456,7 @@ impl CoocIndex {
                     RefCell::new((
                         Scratch {
                             counts: vec![0; n_items],
+                            counts16: vec![0; n_items],
                             touched: vec![0; n_items + 1],
                             heap: std::collections::BinaryHeap::with_capacity(k + 1),
                         },
@@ -494,12 +506,26 @@ fn row_top_k(
     i: usize,
     s: &mut Scratch,
 ) -> Vec<(f64, u32)> {
-    let n_touched = count_row(idx, i, s);
-    let counts = &mut s.counts[..];
-    let cands = s.touched[..n_touched]
-        .iter()
-        .map(|&j| (j, std::mem::take(&mut counts[j as usize])));
-    select_top_k(sim, k, i, &idx.degree, &mut s.heap, cands)
+    fn select<T: RowCount>(
+        idx: &CoocIndex,
+        sim: &Scorer,
+        k: usize,
+        i: usize,
+        counts: &mut [T],
+        touched: &mut [u32],
+        heap: &mut std::collections::BinaryHeap<Worst>,
+    ) -> Vec<(f64, u32)> {
+        let n_touched = count_row(idx, i, counts, touched);
+        let cands = touched[..n_touched]
+            .iter()
+            .map(|&j| (j, std::mem::take(&mut counts[j as usize]).into()));
+        select_top_k(sim, k, i, &idx.degree, heap, cands)
+    }
+    if idx.degree[i] <= u16::MAX as u32 {
+        select(idx, sim, k, i, &mut s.counts16, &mut s.touched, &mut s.heap)
+    } else {
+        select(idx, sim, k, i, &mut s.counts, &mut s.touched, &mut s.heap)
+    }
 }
 
 /// Row `i` under every scoring of `sims`, from one count of the row.
@@ -511,8 +537,13 @@ fn row_top_k_many(
     s: &mut Scratch,
     groups: &mut CountGroups,
 ) -> Vec<Vec<(f64, u32)>> {
-    let n_touched = count_row(idx, i, s);
-    groups.fill(&s.touched[..n_touched], &mut s.counts);
+    if idx.degree[i] <= u16::MAX as u32 {
+        let n_touched = count_row(idx, i, &mut s.counts16, &mut s.touched);
+        groups.fill(&s.touched[..n_touched], &mut s.counts16);
+    } else {
+        let n_touched = count_row(idx, i, &mut s.counts, &mut s.touched);
+        groups.fill(&s.touched[..n_touched], &mut s.counts);
+    }
     sims.iter()
         .map(|sim| select_top_k_grouped(sim, k, i, &idx.degree, &mut s.heap, groups))
         .collect()
@@ -681,17 +712,20 @@ fn floor_weighted(sim: &Scoring, tau: f64, a: f64) -> f64 {
     }
 }
 
-/// Counts row `i` into `s.counts`; the touched items are `s.touched[..n]`, the returned `n`.
+/// Counts row `i` into `counts`; the touched items are `touched[..n]`, the returned `n`.
 #[inline]
-fn count_row(idx: &CoocIndex, i: usize, s: &mut Scratch) -> usize {
+fn count_row<T: RowCount>(
+    idx: &CoocIndex,
+    i: usize,
+    counts: &mut [T],
+    touched: &mut [u32],
+) -> usize {
     // Baskets are scattered over ~100 MB, so each visit is a cache (and TLB) miss:
     // prefetched ahead, many misses are in flight at once instead of one at a time.
     let ps = idx.item_baskets.row(i);
     let data = &idx.packed[..];
     // `touched` has room for every item; a slot is written for every update but only kept
     // (len advances) on an item's first touch: no data-dependent branch to mispredict.
-    let counts = &mut s.counts[..];
-    let touched = &mut s.touched[..];
     let mut n_touched = 0usize;
     for (t, &p) in ps.iter().enumerate() {
         prefetch_basket(data, ps, t);
@@ -700,8 +734,8 @@ fn count_row(idx: &CoocIndex, i: usize, s: &mut Scratch) -> usize {
         for &j in &data[p + 1..p + 1 + len] {
             let c = &mut counts[j as usize];
             touched[n_touched] = j;
-            n_touched += (*c == 0) as usize;
-            *c += 1;
+            n_touched += (*c == T::default()) as usize;
+            *c += T::from(1);
         }
     }
     n_touched
@@ -763,12 +797,12 @@ impl CountGroups {
     }
 
     /// Takes the counts of the `touched` items (each at least 1), leaving them 0.
-    fn fill(&mut self, touched: &[u32], counts: &mut [u32]) {
+    fn fill<T: RowCount>(&mut self, touched: &[u32], counts: &mut [T]) {
         for g in &mut self.groups {
             g.clear();
         }
         for &j in touched {
-            let c = std::mem::take(&mut counts[j as usize]);
+            let c: u32 = std::mem::take(&mut counts[j as usize]).into();
             self.groups[COUNT_GROUPS.saturating_sub(c) as usize].push((j, c));
         }
     }
