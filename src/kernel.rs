@@ -190,19 +190,16 @@ fn better(a: &(f64, u32), b: &(f64, u32)) -> Ordering {
 
 /// Per-thread scratch of a decayed index: weighted sums per item, and a row's candidates
 /// `(item, shared baskets, weighted sum in baskets)`.
+///
+/// A weighted sum is kept as 32 low bits in `wsum` and the carries out of them in `carry`:
+/// the sums of a popular row need more than 32 bits, but a carry comes once per 2^32 added
+/// (256 baskets of full weight), so the array updated for every shared basket is half the
+/// size of 64-bit sums, and the carries are a rarely taken branch.
 struct WeightedScratch {
-    wsum: Vec<u64>,
-    /// The same in 32 bits, for the rows whose weighted degree fits (see [`WeightSum`]).
-    wsum32: Vec<u32>,
+    wsum: Vec<u32>,
+    carry: Vec<u32>,
     cands: Vec<(u32, u32, f64)>,
 }
-
-/// A row's weighted-sum counter, `u32` or `u64`. A pair's shared weight is at most the row
-/// item's weighted degree, so where that fits in 32 bits every counter of the row does:
-/// half the scratch to keep in cache, and the same integers.
-trait WeightSum: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into<u64> {}
-
-impl<T: Copy + Default + PartialEq + std::ops::AddAssign + From<u32> + Into<u64>> WeightSum for T {}
 
 /// A row's shared-basket counter, `u16` or `u32`. A pair's count is at most the row item's
 /// degree, so where that fits in 16 bits every counter of the row does: half the scratch to
@@ -463,7 +460,7 @@ impl CoocIndex {
                         CountGroups::new(),
                         WeightedScratch {
                             wsum: vec![0; weighted_items],
-                            wsum32: vec![0; weighted_items],
+                            carry: vec![0; weighted_items],
                             cands: Vec::new(),
                         },
                     ))
@@ -471,18 +468,7 @@ impl CoocIndex {
                 let (s, groups, ws) = &mut *s.borrow_mut();
                 match &self.weighted {
                     None => row_top_k_many(self, &scorers, k, i, s, groups),
-                    Some(w) => {
-                        let WeightedScratch {
-                            wsum,
-                            wsum32,
-                            cands,
-                        } = ws;
-                        if w.degree[i] <= u32::MAX as u64 {
-                            row_top_k_weighted(self, w, sims, k, i, s, wsum32, cands)
-                        } else {
-                            row_top_k_weighted(self, w, sims, k, i, s, wsum, cands)
-                        }
-                    }
+                    Some(w) => row_top_k_weighted(self, w, sims, k, i, s, ws),
                 }
             })
             .collect();
@@ -550,50 +536,61 @@ fn row_top_k_many(
 }
 
 /// Row `i` of a decayed index under every scoring of `sims`: shared baskets counted (for
-/// `--min-support`) and weighted (for the score) in one pass, into `wsum` (all zero, and
-/// left so; see [`WeightSum`] for its width). Scores take the weighted sums in units of one
-/// basket: the integer sums divided by [`WEIGHT_ONE`], exact in f64.
-#[allow(clippy::too_many_arguments)]
-fn row_top_k_weighted<T: WeightSum>(
+/// `--min-support`) and weighted (for the score) in one pass, into `ws`'s sums (all zero,
+/// and left so). Scores take the weighted sums in units of one basket: the integer sums
+/// divided by [`WEIGHT_ONE`], exact in f64.
+fn row_top_k_weighted(
     idx: &CoocIndex,
     w: &Weighted,
     sims: &[Scoring],
     k: usize,
     i: usize,
     s: &mut Scratch,
-    wsum: &mut [T],
-    cands: &mut Vec<(u32, u32, f64)>,
+    ws: &mut WeightedScratch,
 ) -> Vec<Vec<(f64, u32)>> {
     let data = &idx.packed[..];
     let counts = &mut s.counts[..];
     let touched = &mut s.touched[..];
+    let (wsum, carry) = (&mut ws.wsum[..], &mut ws.carry[..]);
     let mut n_touched = 0usize;
+    // Whether any sum of the row carried out of its low 32 bits: without, `carry` is left
+    // unread.
+    let mut carried = false;
     // Prefetched as in `count_row`: each basket visit is a cache miss otherwise.
     let ps = idx.item_baskets.row(i);
     // Shared baskets are counted only for a `--min-support` above 1. Without them an item
     // is a candidate once its weighted sum leaves 0: one whose shared baskets all weigh 0
-    // would score 0 under every measure, and only a positive score is a neighbour.
+    // would score 0 under every measure, and only a positive score is a neighbour. (A low
+    // half that carries to exactly 0 lists its item again; the second visit finds the sum
+    // taken, 0, and passes it over.)
     let support_needed = sims.iter().any(|s| s.min_support > 1);
     for (t, &p) in ps.iter().enumerate() {
         prefetch_basket(data, ps, t);
         let p = p as usize;
-        let (len, weight) = (data[p] as usize, T::from(data[p + 1]));
+        let (len, weight) = (data[p] as usize, data[p + 1]);
         let items = &data[p + 2..p + 2 + len];
+        let mut add = |x: &mut u32, j: u32| {
+            let (sum, over) = x.overflowing_add(weight);
+            *x = sum;
+            if over {
+                carry[j as usize] += 1;
+                carried = true;
+            }
+        };
         if support_needed {
             for &j in items {
                 let c = &mut counts[j as usize];
                 touched[n_touched] = j;
                 n_touched += (*c == 0) as usize;
                 *c += 1;
-                wsum[j as usize] += weight;
+                add(&mut wsum[j as usize], j);
             }
         } else {
-            let zero = T::default();
             for &j in items {
                 let x = &mut wsum[j as usize];
                 touched[n_touched] = j;
-                n_touched += (*x == zero && weight != zero) as usize;
-                *x += weight;
+                n_touched += (*x == 0 && weight != 0) as usize;
+                add(x, j);
             }
         }
     }
@@ -606,8 +603,13 @@ fn row_top_k_weighted<T: WeightSum>(
         } else {
             1
         };
-        let wc = std::mem::take(&mut wsum[j as usize]);
-        (j as usize != i).then_some((j, c, in_baskets(wc.into())))
+        let low = std::mem::take(&mut wsum[j as usize]) as u64;
+        let wc = if carried {
+            (std::mem::take(&mut carry[j as usize]) as u64) << 32 | low
+        } else {
+            low
+        };
+        (j as usize != i && wc != 0).then_some((j, c, in_baskets(wc)))
     };
     let heap = &mut s.heap;
     if let [sim] = sims {
@@ -615,6 +617,7 @@ fn row_top_k_weighted<T: WeightSum>(
         let cands = touched[..n_touched].iter().filter_map(|&j| take(j));
         return vec![select_weighted(sim, k, w, w_i, n, heap, cands)];
     }
+    let cands = &mut ws.cands;
     cands.clear();
     cands.extend(touched[..n_touched].iter().filter_map(|&j| take(j)));
     sims.iter()
