@@ -191,10 +191,12 @@ fn better(a: &(f64, u32), b: &(f64, u32)) -> Ordering {
 /// Per-thread scratch of a decayed index: weighted sums per item, and a row's candidates
 /// `(item, shared baskets, weighted sum in baskets)`.
 ///
-/// A weighted sum is kept as 32 low bits in `wsum` and the carries out of them in `carry`:
-/// the sums of a popular row need more than 32 bits, but a carry comes once per 2^32 added
-/// (256 baskets of full weight), so the array updated for every shared basket is half the
-/// size of 64-bit sums, and the carries are a rarely taken branch.
+/// A weighted sum is kept as `carry[j] * 2^31 + wsum[j]`: the sums of a popular row need
+/// more than 32 bits, but a carry comes once per 2^31 added (128 baskets of full weight),
+/// so the array updated for every shared basket is half the size of 64-bit sums, and the
+/// carries are a rarely taken branch. On a carry the low part keeps 2^31 of the overflow
+/// (see [`add_weight`]), so a sum that is not 0 never shows a low part of 0: an item's
+/// first touch is still told by a low part of 0.
 struct WeightedScratch {
     wsum: Vec<u32>,
     carry: Vec<u32>,
@@ -535,6 +537,17 @@ fn row_top_k_many(
         .collect()
 }
 
+/// Adds `weight` (at most [`WEIGHT_ONE`]) to the low part `low` of a weighted sum kept as
+/// `carry * 2^31 + low` (see [`WeightedScratch`]); true when the caller must add 1 to
+/// `carry`. On a carry `low` keeps 2^31 more than the wrapped 32-bit sum (the carry stands
+/// for 2^32 - 2^31 = 2^31), so `low` is then at least 2^31, never 0.
+#[inline(always)]
+fn add_weight(low: &mut u32, weight: u32) -> bool {
+    let (sum, over) = low.overflowing_add(weight);
+    *low = if over { sum + (1 << 31) } else { sum };
+    over
+}
+
 /// Row `i` of a decayed index under every scoring of `sims`: shared baskets counted (for
 /// `--min-support`) and weighted (for the score) in one pass, into `ws`'s sums (all zero,
 /// and left so). Scores take the weighted sums in units of one basket: the integer sums
@@ -553,16 +566,14 @@ fn row_top_k_weighted(
     let touched = &mut s.touched[..];
     let (wsum, carry) = (&mut ws.wsum[..], &mut ws.carry[..]);
     let mut n_touched = 0usize;
-    // Whether any sum of the row carried out of its low 32 bits: without, `carry` is left
-    // unread.
+    // Whether any sum of the row carried (see [`WeightedScratch`]): without, `carry` is
+    // left unread.
     let mut carried = false;
     // Prefetched as in `count_row`: each basket visit is a cache miss otherwise.
     let ps = idx.item_baskets.row(i);
     // Shared baskets are counted only for a `--min-support` above 1. Without them an item
     // is a candidate once its weighted sum leaves 0: one whose shared baskets all weigh 0
-    // would score 0 under every measure, and only a positive score is a neighbour. (A low
-    // half that carries to exactly 0 lists its item again; the second visit finds the sum
-    // taken, 0, and passes it over.)
+    // would score 0 under every measure, and only a positive score is a neighbour.
     let support_needed = sims.iter().any(|s| s.min_support > 1);
     for (t, &p) in ps.iter().enumerate() {
         prefetch_basket(data, ps, t);
@@ -570,9 +581,7 @@ fn row_top_k_weighted(
         let (len, weight) = (data[p] as usize, data[p + 1]);
         let items = &data[p + 2..p + 2 + len];
         let mut add = |x: &mut u32, j: u32| {
-            let (sum, over) = x.overflowing_add(weight);
-            *x = sum;
-            if over {
+            if add_weight(x, weight) {
                 carry[j as usize] += 1;
                 carried = true;
             }
@@ -605,11 +614,11 @@ fn row_top_k_weighted(
         };
         let low = std::mem::take(&mut wsum[j as usize]) as u64;
         let wc = if carried {
-            (std::mem::take(&mut carry[j as usize]) as u64) << 32 | low
+            ((std::mem::take(&mut carry[j as usize]) as u64) << 31) + low
         } else {
             low
         };
-        (j as usize != i && wc != 0).then_some((j, c, in_baskets(wc)))
+        (j as usize != i).then_some((j, c, in_baskets(wc)))
     };
     let heap = &mut s.heap;
     if let [sim] = sims {
@@ -1162,6 +1171,26 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn a_weighted_sum_in_two_parts_is_the_64_bit_sum_and_its_low_part_is_0_only_at_0() {
+        // Weights that carry often, land the 32-bit sum on exactly 2^32 (where a plain
+        // wrapping low part would read 0), and run the total far past 32 bits.
+        let mut weights = vec![1u32 << 24; 256]; // 256 full weights: exactly 2^32
+        weights.extend([1, (1 << 24) - 1, 12_345, 1 << 24]);
+        weights.extend((0..100_000u32).map(|x| x.wrapping_mul(2_654_435_761) >> 8));
+        let (mut low, mut carry, mut total) = (0u32, 0u64, 0u64);
+        for w in weights {
+            assert!(w <= WEIGHT_ONE);
+            if add_weight(&mut low, w) {
+                carry += 1;
+            }
+            total += w as u64;
+            assert_eq!((carry << 31) + low as u64, total);
+            assert_eq!(low == 0, total == 0);
+        }
+        assert!(carry > 100, "the test must exercise many carries");
     }
 
     #[test]
