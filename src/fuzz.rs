@@ -13,13 +13,13 @@ use crate::pipeline::codec::{self, phase, RowsOut, Summary, WriteOutcome};
 pub fn messages(data: &[u8]) {
     let _ = codec::decode_keys(data, 1, phase::KEYS);
     let _ = RowsOut::decode(data, 1);
-    if let Ok(words) = codec::basket_words(data, 1) {
-        let mut csr = Csr {
-            offsets: vec![0],
-            values: Vec::new(),
-        };
-        let _ = codec::append_baskets(&mut csr, &words, 1, 1000);
-        let _ = codec::basket_starts(&words, 1, 1000, 0, &mut Vec::new());
+    let mut csr = Csr {
+        offsets: vec![0],
+        values: Vec::new(),
+    };
+    let _ = codec::append_baskets(&mut csr, data, 1, 1000, 1 << 16);
+    if let Ok(words) = bytemuck::try_cast_slice::<u8, u32>(data) {
+        let _ = codec::basket_starts(words, 1, 1000, 0, &mut Vec::new());
     }
     let _ = codec::decode_topk(data, 1);
     let _ = Summary::decode(data, 1);

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// Bumped whenever the wire format changes; peers must agree.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Shorter secrets are refused: `cooc secret` prints 32 random bytes, hex encoded.
 pub const MIN_SECRET_BYTES: usize = 16;
 const SERVER_NAME: &str = "cooc-rank";

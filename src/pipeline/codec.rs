@@ -159,54 +159,167 @@ impl RowsOut {
     }
 }
 
-/// Baskets bound for one row owner: `[len, item, item, ...]` back to back, as raw
-/// little-endian words.
+/// Baskets bound for one row owner, as words `[len, gap, gap, ...]` per basket: each item as
+/// its gap to the least value it could take (the first item as itself, each next one less
+/// the previous one plus one). On the wire: the number of words (u64, little-endian), then
+/// blocks of 128 words (the last padded with zeros), each a byte giving its bit width (that
+/// of its largest word) and the words bit-packed at that width (`bitpacking`'s
+/// `BitPacker4x`). At size l a gap needs 11 to 17 bits, so a message is about half the bytes
+/// of raw words, and the gang's transport costs more per byte than packing does.
+///
+/// Every basket routed has two items or more (see `for_each_route`), which the decoder
+/// holds to: blocks of one or two bits cannot carry baskets, so no message decodes to more
+/// than a few words per byte.
 #[derive(Default)]
-pub(crate) struct BasketsOut(Vec<u8>);
+pub(crate) struct BasketsOut {
+    gaps: Vec<u32>,
+}
+
+/// Words per bit-packed block.
+const BLOCK: usize = <bitpacking::BitPacker4x as bitpacking::BitPacker>::BLOCK_LEN;
 
 impl BasketsOut {
-    pub(crate) fn push(&mut self, basket: &[u32]) {
-        self.0
-            .extend_from_slice(bytemuck::bytes_of(&(basket.len() as u32)));
-        self.0.extend_from_slice(bytemuck::cast_slice(basket));
+    /// An empty message with room for `words` words.
+    pub(crate) fn with_capacity(words: usize) -> BasketsOut {
+        BasketsOut {
+            gaps: Vec::with_capacity(words),
+        }
     }
 
-    /// The message, as built (no copy).
+    /// Adds `basket` (two or more sorted, distinct items).
+    pub(crate) fn push(&mut self, basket: &[u32]) {
+        debug_assert!(
+            basket.len() >= 2,
+            "only baskets of two or more items travel"
+        );
+        self.gaps.push(basket.len() as u32);
+        let mut least = 0;
+        for &i in basket {
+            debug_assert!(i >= least, "basket items ascend and are distinct");
+            self.gaps.push(i - least);
+            least = i + 1;
+        }
+    }
+
+    /// The message.
     pub(crate) fn encode(self) -> Vec<u8> {
-        self.0
+        use bitpacking::BitPacker;
+        let packer = bitpacking::BitPacker4x::new();
+        let n = self.gaps.len();
+        // Room for the widest blocks; pages never written cost nothing.
+        let mut out = Vec::with_capacity(8 + n.div_ceil(BLOCK) * (1 + 4 * BLOCK));
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+        let mut last = [0u32; BLOCK];
+        for words in self.gaps.chunks(BLOCK) {
+            let block = if words.len() == BLOCK {
+                words
+            } else {
+                last[..words.len()].copy_from_slice(words);
+                &last[..]
+            };
+            let bits = packer.num_bits(block);
+            out.push(bits);
+            let at = out.len();
+            out.resize(at + bits as usize * BLOCK / 8, 0);
+            packer.compress(block, &mut out[at..], bits);
+        }
+        out
     }
 }
 
-/// The words of a [`BasketsOut`] message from `from`.
-pub(crate) fn basket_words(
+/// Decodes a [`BasketsOut`] message from `from` of at most `max_words` words: appends its
+/// baskets to `words` as `[len, item, item, ...]` back to back, and where each starts in
+/// `words` to `starts`; returns the words added. Every basket must have two or more items,
+/// all within `n_items`. A bad message is named with what is wrong and adds nothing to
+/// either.
+pub(crate) fn decode_baskets(
     bytes: &[u8],
     from: u32,
-) -> Result<std::borrow::Cow<'_, [u32]>, WireError> {
-    if !bytes.len().is_multiple_of(4) {
-        return Err(bad(
-            from,
-            phase::BASKETS,
-            format!("{} bytes are not whole words", bytes.len()),
-        ));
-    }
-    // Zero-copy when the buffer is aligned for u32 (allocators give at least that).
-    Ok(match bytemuck::try_cast_slice::<u8, u32>(bytes) {
-        Ok(w) => std::borrow::Cow::Borrowed(w),
-        Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(bytes)),
+    n_items: usize,
+    max_words: usize,
+    words: &mut Vec<u32>,
+    starts: &mut Vec<u64>,
+) -> Result<usize, WireError> {
+    let (kept_words, kept_starts) = (words.len(), starts.len());
+    decode_baskets_into(bytes, n_items, max_words, words, starts).map_err(|detail| {
+        words.truncate(kept_words);
+        starts.truncate(kept_starts);
+        bad(from, phase::BASKETS, detail)
     })
 }
 
-/// Appends the baskets in `words` (from rank `from`) to `csr`, checking first (as
-/// [`basket_starts`]) that every basket is sorted, distinct and within `n_items`: a bad
-/// message adds nothing.
+/// [`decode_baskets`]' work; an error says what is wrong.
+fn decode_baskets_into(
+    bytes: &[u8],
+    n_items: usize,
+    max_words: usize,
+    words: &mut Vec<u32>,
+    starts: &mut Vec<u64>,
+) -> Result<usize, String> {
+    use bitpacking::BitPacker;
+    let (head, mut rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or_else(|| format!("{} bytes, too few for the word count", bytes.len()))?;
+    let n = u64::from_le_bytes(*head);
+    if n > max_words as u64 {
+        return Err(format!(
+            "{n} words of baskets, more than the {max_words} expected"
+        ));
+    }
+    let n = n as usize;
+    let base = words.len();
+    words.resize(base + n.div_ceil(BLOCK) * BLOCK, 0);
+    let packer = bitpacking::BitPacker4x::new();
+    for (b, block) in words[base..].chunks_mut(BLOCK).enumerate() {
+        let (&bits, r) = rest
+            .split_first()
+            .ok_or_else(|| format!("the message ends before block {b}"))?;
+        let len = bits as usize * BLOCK / 8;
+        if bits > 32 || r.len() < len {
+            return Err(format!("block {b} of {bits} bits in {} bytes", r.len()));
+        }
+        packer.decompress(&r[..len], block, bits);
+        rest = &r[len..];
+    }
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the last block", rest.len()));
+    }
+    words.truncate(base + n);
+    // The gaps back to items, in place, checked.
+    let mut at = base;
+    while at < words.len() {
+        let len = words[at] as usize;
+        let end = at + 1 + len;
+        if len < 2 || end > words.len() {
+            return Err(format!("a basket of {len} items at word {}", at - base));
+        }
+        starts.push(at as u64);
+        let mut least = 0u64;
+        for w in &mut words[at + 1..end] {
+            let item = least + u64::from(*w);
+            if item >= n_items as u64 {
+                return Err(format!("item {item} of a catalogue of {n_items}"));
+            }
+            *w = item as u32;
+            least = item + 1;
+        }
+        at = end;
+    }
+    Ok(n)
+}
+
+/// Appends the baskets of a [`BasketsOut`] message from `from` (at most `max_words` words) to
+/// `csr`, as [`decode_baskets`] checks them: a bad message adds nothing.
 pub(crate) fn append_baskets(
     csr: &mut Csr,
-    words: &[u32],
+    bytes: &[u8],
     from: u32,
     n_items: usize,
+    max_words: usize,
 ) -> Result<(), WireError> {
-    let mut starts = Vec::new();
-    basket_starts(words, from, n_items, 0, &mut starts)?;
+    let (mut words, mut starts) = (Vec::new(), Vec::new());
+    decode_baskets(bytes, from, n_items, max_words, &mut words, &mut starts)?;
+    csr.values.reserve(words.len() - starts.len());
     for at in starts {
         let at = at as usize;
         let len = words[at] as usize;
@@ -407,47 +520,83 @@ mod tests {
     }
 
     #[test]
-    fn baskets_append_and_malformed_ones_are_refused() {
+    fn baskets_round_trip_bit_packed_and_malformed_ones_are_refused() {
+        // Three full blocks and a part: 100 baskets of 3 items, the last item up to 70,000.
+        let baskets: Vec<Vec<u32>> = (0..100u32)
+            .map(|b| vec![b, b + 1 + b % 7, 70_000 - b])
+            .collect();
         let mut out = BasketsOut::default();
-        out.push(&[1, 3]);
-        out.push(&[0, 2, 4]);
+        for basket in &baskets {
+            out.push(basket);
+        }
         let bytes = out.encode();
+        // 400 words in 4 blocks: the count, 4 widths, and 17 bits per word at most.
+        assert!(bytes.len() <= 8 + 4 + 4 * 17 * 16, "{}", bytes.len());
         let mut csr = Csr {
             offsets: vec![0],
             values: Vec::new(),
         };
-        append_baskets(&mut csr, &basket_words(&bytes, 1).unwrap(), 1, 5).unwrap();
-        assert_eq!(csr.row(0), &[1, 3]);
-        assert_eq!(csr.row(1), &[0, 2, 4]);
-        // Where each would start, placed after two words.
-        let mut starts = vec![0];
-        basket_starts(&basket_words(&bytes, 1).unwrap(), 1, 5, 2, &mut starts).unwrap();
-        assert_eq!(starts, [0, 2, 5]);
-        let cases: [(&[u32], usize); 4] = [
-            (&[2, 3, 1], 5), // not ascending
-            (&[2, 1, 1], 5), // duplicate
-            (&[1, 9], 5),    // item out of range
-            (&[3, 0, 1], 5), // length past the end
+        append_baskets(&mut csr, &bytes, 1, 70_001, 400).unwrap();
+        assert_eq!(csr.n_rows(), 100);
+        for (b, basket) in baskets.iter().enumerate() {
+            assert_eq!(csr.row(b), &basket[..]);
+        }
+        // Appended after two words, with where each basket starts.
+        let (mut words, mut starts) = (vec![7, 7], vec![0]);
+        let n = decode_baskets(&bytes, 1, 70_001, 400, &mut words, &mut starts).unwrap();
+        assert_eq!(n, 400);
+        assert_eq!(&words[..6], [7, 7, 3, 0, 1, 70_000]);
+        assert_eq!(starts[..3], [0, 2, 6]);
+        assert_eq!(starts.len(), 101);
+
+        let message = |gaps: &[u32]| {
+            let mut out = BasketsOut::default();
+            out.gaps.extend_from_slice(gaps);
+            out.encode()
+        };
+        let mut cut = message(&[2, 0, 0]);
+        cut.pop();
+        let mut long = message(&[2, 0, 0]);
+        long.push(0);
+        let mut wide = message(&[2, 0, 0]);
+        wide[8] = 33;
+        let cases: [(Vec<u8>, usize, &str); 9] = [
+            (message(&[2, 1, 3]), 100, "item 5 of a catalogue of 5"), // items 1, 5
+            // Past the end; then one item, which never travels.
+            (message(&[2, 0, 0, 3, 0, 0]), 100, "3 items at word 3"),
+            (message(&[1, 4]), 100, "a basket of 1 items"),
+            (message(&[2, 0, 0, 0]), 100, "a basket of 0 items at word 3"),
+            (
+                message(&[2, 0, 0]),
+                2,
+                "3 words of baskets, more than the 2 expected",
+            ),
+            (cut, 100, "block 0 of"),
+            (long, 100, "1 bytes after the last block"),
+            (wide, 100, "block 0 of 33 bits"),
+            (vec![1, 2, 3], 100, "too few for the word count"),
         ];
-        for (words, n_items) in cases {
+        for (bytes, max_words, want) in cases {
+            let (mut words, mut starts) = (vec![9], vec![0]);
+            let e = decode_baskets(&bytes, 2, 5, max_words, &mut words, &mut starts).unwrap_err();
+            let e = e.to_string();
+            assert!(e.contains(want) && e.contains("rank 2"), "{bytes:?}: {e}");
+            assert_eq!((words, starts), (vec![9], vec![0]), "{bytes:?}");
             let mut csr = Csr {
                 offsets: vec![0],
                 values: Vec::new(),
             };
-            let e = append_baskets(&mut csr, words, 2, n_items).unwrap_err();
-            assert!(e.to_string().contains("bad basket"), "{words:?}: {e}");
-            let e = basket_starts(words, 2, n_items, 0, &mut Vec::new()).unwrap_err();
+            assert!(append_baskets(&mut csr, &bytes, 2, 5, max_words).is_err());
+            assert_eq!((csr.n_rows(), csr.nnz()), (0, 0));
+        }
+        // Raw words (the own share): where each basket starts, and bad ones named.
+        let mut starts = vec![0];
+        basket_starts(&[2, 1, 3, 3, 0, 2, 4], 1, 5, 2, &mut starts).unwrap();
+        assert_eq!(starts, [0, 2, 5]);
+        for words in [&[2u32, 3, 1][..], &[2, 1, 1], &[1, 9], &[3, 0, 1]] {
+            let e = basket_starts(words, 2, 5, 0, &mut Vec::new()).unwrap_err();
             assert!(e.to_string().contains("bad basket"), "{words:?}: {e}");
         }
-        // A good basket before a bad one: nothing of the message is kept.
-        let mut csr = Csr {
-            offsets: vec![0],
-            values: Vec::new(),
-        };
-        assert!(append_baskets(&mut csr, &[1, 0, 2, 3, 1], 2, 5).is_err());
-        assert_eq!((csr.n_rows(), csr.nnz()), (0, 0));
-        let e = basket_words(&[1, 0, 0], 2).unwrap_err();
-        assert!(e.to_string().contains("not whole words"), "{e}");
     }
 
     #[test]

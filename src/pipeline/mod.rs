@@ -198,7 +198,14 @@ fn count(plan: &TrainPlan, comm: &dyn Communicator) -> anyhow::Result<Counted> {
         let mine = blocks[rank as usize].clone();
         let index = match (&decayed, weighted) {
             (Some(d), Some(w)) => {
-                let (local, lw) = route_weighted(comm, train, &d.weights, &blocks, n_items)?;
+                let (local, lw) = route_weighted(
+                    comm,
+                    train,
+                    &d.weights,
+                    &blocks,
+                    n_items,
+                    plan.max_message_bytes(),
+                )?;
                 if test.is_none() {
                     train_baskets = None;
                 }
@@ -514,9 +521,9 @@ fn for_each_route(baskets: &Csr, owner: &[u32], mut f: impl FnMut(usize, usize, 
 }
 
 /// Step 5 without decay: the baskets this rank's rows need, laid out for the index
-/// (`[len, items]` back to back, which is also how they travel) in one allocation sized
-/// beforehand: this rank's own first, then each other rank's as it arrives, each message
-/// freed once copied. `train` is released (`release`) as soon as the messages are built.
+/// (`[len, items]` back to back) in one allocation sized beforehand: this rank's own first,
+/// then each other rank's, decoded there from its bit-packed message ([`BasketsOut`]), each
+/// message freed once decoded. `train` is released (`release`) as soon as the messages are built.
 /// Returns the packed baskets and where each starts (ending with the total).
 ///
 /// The order of the baskets changes no count, so the model is the one process's.
@@ -563,17 +570,17 @@ fn route_packed(
         total_words = total,
         "routing baskets"
     );
-    let mut packed = crate::csr::with_capacity_huge::<u32>(total);
-    let mut out: Vec<Vec<u8>> = (0..world)
-        .map(|q| Vec::with_capacity(if q == me { 0 } else { 4 * words[q] }))
+    // A peer's last block is decoded whole (128 words) before the padding is cut off.
+    let mut packed = crate::csr::with_capacity_huge::<u32>(total + 128);
+    let mut out: Vec<BasketsOut> = (0..world)
+        .map(|q| BasketsOut::with_capacity(if q == me { 0 } else { words[q] }))
         .collect();
     for_each_route(baskets, &owner, |q, _, row| {
         if q == me {
             packed.push(row.len() as u32);
             packed.extend_from_slice(row);
         } else {
-            out[q].extend_from_slice(&(row.len() as u32).to_ne_bytes());
-            out[q].extend_from_slice(bytemuck::cast_slice(row));
+            out[q].push(row);
         }
     });
     if release {
@@ -581,19 +588,27 @@ fn route_packed(
     }
     let mut starts = Vec::new();
     codec::basket_starts(&packed, me as u32, n_items, 0, &mut starts)?;
-    let got = comm.all_to_all(phase::BASKETS, out)?;
+    let got = comm.all_to_all(
+        phase::BASKETS,
+        out.into_iter().map(BasketsOut::encode).collect(),
+    )?;
     for (q, bytes) in got.into_iter().enumerate().filter(|&(q, _)| q != me) {
-        if bytes.len() != 4 * coming[q] {
+        let n = codec::decode_baskets(
+            &bytes,
+            q as u32,
+            n_items,
+            coming[q],
+            &mut packed,
+            &mut starts,
+        )?;
+        if n != coming[q] {
             return Err(crate::gang::wire::WireError {
                 rank: q as u32,
                 phase: phase::BASKETS,
-                detail: format!("{} bytes after announcing {}", bytes.len(), 4 * coming[q]),
+                detail: format!("{n} words of baskets after announcing {}", coming[q]),
             }
             .into());
         }
-        let words = codec::basket_words(&bytes, q as u32)?;
-        codec::basket_starts(&words, q as u32, n_items, packed.len() as u64, &mut starts)?;
-        packed.extend_from_slice(&words);
     }
     starts.push(packed.len() as u64);
     Ok((packed, starts))
@@ -601,13 +616,14 @@ fn route_packed(
 
 /// Step 5 under decay: sends each training basket of two or more items to every rank
 /// whose item block it touches, then the baskets' weights; returns the baskets this rank
-/// received and their weights.
+/// received and their weights. `max_message` bounds the words a message may decode to.
 fn route_weighted(
     comm: &dyn Communicator,
     baskets: &Csr,
     weights: &[u32],
     blocks: &[std::ops::Range<usize>],
     n_items: usize,
+    max_message: usize,
 ) -> anyhow::Result<(Csr, Vec<u32>)> {
     let world = comm.world() as usize;
     let owner = item_owners(blocks, n_items);
@@ -618,25 +634,21 @@ fn route_weighted(
         out[q].push(row);
         w_out[q].push(weights[b]);
     });
-    // This rank's own share stays here; the others travel as raw little-endian words.
+    // This rank's own share is decoded like the others' (the decayed route is the rarer one;
+    // one path keeps the baskets' order, which the weights follow, plain).
     let me = comm.rank() as usize;
     let own = std::mem::take(&mut out[me]).encode();
     let msgs = out.into_iter().map(BasketsOut::encode).collect();
     let got = comm.all_to_all(phase::BASKETS, msgs)?;
-    let words = got
-        .iter()
-        .enumerate()
-        .map(|(q, bytes)| codec::basket_words(if q == me { &own } else { bytes }, q as u32))
-        .collect::<Result<Vec<_>, _>>()?;
-    let total: usize = words.iter().map(|w| w.len()).sum();
     let mut csr = Csr {
         offsets: vec![0],
-        values: Vec::with_capacity(total),
+        values: Vec::new(),
     };
-    let mut per_rank = Vec::with_capacity(words.len());
-    for (q, w) in words.iter().enumerate() {
+    let mut per_rank = Vec::with_capacity(world);
+    for (q, bytes) in got.iter().enumerate() {
         let before = csr.n_rows();
-        codec::append_baskets(&mut csr, w, q as u32, n_items)?;
+        let bytes = if q == me { &own } else { bytes };
+        codec::append_baskets(&mut csr, bytes, q as u32, n_items, max_message / 4)?;
         per_rank.push(csr.n_rows() - before);
     }
     // The weights travel after the baskets, in the same order: as many from each rank as
